@@ -1,0 +1,7 @@
+//! settee: a CouchDB-compatible document store and replication engine.
+//!
+//! See `ARCHITECTURE.md` at the top of the repository for the module map, the data flow of one
+//! replication and the invariants every module keeps.
+
+pub mod mango;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Mango selectors (placeholder until the engine lands).

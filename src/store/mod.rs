@@ -1,0 +1,1 @@
+//! The sled document store.
