@@ -1,1 +1,237 @@
-//! The sled document store.
+//! The document store: many CouchDB databases in one sled instance, with CouchDB's revision
+//! semantics. A library with no knowledge of HTTP; the HTTP API is a thin layer over it.
+//!
+//! Layout in sled: a `catalog` tree maps a database name to the sled tree holding it (a fresh
+//! tree per creation, so a recreated database never sees its predecessor's data); a `server`
+//! tree holds the server uuid. See [`codec`] for the keys inside a database's tree.
+
+pub mod codec;
+pub mod database;
+pub mod doc;
+pub mod durability;
+pub mod error;
+pub mod rev;
+pub mod rev_tree;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+pub use database::{
+    AttMeta, AttMode, Change, Database, DbInfo, DocOutcome, ReadOpts, RevsDiff,
+};
+pub use doc::{AttInput, DocUpdate};
+pub use durability::GroupCommit;
+pub use error::{DocError, Result, StoreError};
+pub use rev::Rev;
+
+/// Where and how to open the store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl StoreConfig {
+    pub fn new(path: impl AsRef<Path>) -> StoreConfig {
+        StoreConfig {
+            path: path.as_ref().to_path_buf(),
+            cache_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// All databases of one server.
+pub struct Store {
+    sled: sled::Db,
+    catalog: sled::Tree,
+    open: RwLock<HashMap<String, Arc<Database>>>,
+    /// Serializes create and delete so a name maps to one live tree at a time.
+    ddl: Mutex<()>,
+    commit: Arc<GroupCommit>,
+    uuid: String,
+}
+
+/// System databases allowed besides the ordinary name pattern.
+pub const SYSTEM_DBS: &[&str] = &["_replicator", "_users"];
+
+/// CouchDB's database name rule: `^[a-z][a-z0-9_$()+/-]*$`, or a known system name.
+pub fn validate_db_name(name: &str) -> Result<()> {
+    if SYSTEM_DBS.contains(&name) {
+        return Ok(());
+    }
+    let mut chars = name.chars();
+    let ok = name.len() <= 238
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_$()+/-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::IllegalDbName(name.to_owned()))
+    }
+}
+
+impl Store {
+    pub fn open(cfg: &StoreConfig) -> Result<Store> {
+        let sled = sled::Config::new()
+            .path(&cfg.path)
+            .cache_capacity(cfg.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let catalog = sled.open_tree("catalog")?;
+        let server = sled.open_tree("server")?;
+        let uuid = match server.get("uuid")? {
+            Some(u) => String::from_utf8_lossy(&u).into_owned(),
+            None => {
+                let u = database::new_uuid();
+                server.insert("uuid", u.as_bytes())?;
+                sled.flush()?;
+                u
+            }
+        };
+        let commit = Arc::new(GroupCommit::new(sled.clone()));
+        Ok(Store {
+            sled,
+            catalog,
+            open: RwLock::new(HashMap::new()),
+            ddl: Mutex::new(()),
+            commit,
+            uuid,
+        })
+    }
+
+    /// This server's stable uuid (`GET /` shows it; replication ids and shares use it).
+    pub fn uuid(&self) -> &str {
+        &self.uuid
+    }
+
+    pub fn all_dbs(&self) -> Result<Vec<String>> {
+        self.catalog
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    pub fn exists(&self, name: &str) -> Result<bool> {
+        Ok(self.catalog.contains_key(name)?)
+    }
+
+    pub fn create_db(&self, name: &str) -> Result<Arc<Database>> {
+        validate_db_name(name)?;
+        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        if self.catalog.contains_key(name)? {
+            return Err(StoreError::DbExists);
+        }
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        let tree_name = format!("db/{name}/{micros}-{}", database::new_uuid());
+        let entry = json!({"tree": tree_name, "instance_start_time": micros.to_string()});
+        self.sled.open_tree(&tree_name)?;
+        self.catalog
+            .insert(name, serde_json::to_vec(&entry).unwrap_or_default())?;
+        self.commit.commit()?;
+        drop(_ddl);
+        self.db(name)
+    }
+
+    /// Creates the database if it does not exist yet (system databases at start-up).
+    pub fn ensure_db(&self, name: &str) -> Result<Arc<Database>> {
+        match self.create_db(name) {
+            Err(StoreError::DbExists) => self.db(name),
+            other => other,
+        }
+    }
+
+    pub fn delete_db(&self, name: &str) -> Result<()> {
+        let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = self.catalog.remove(name)?.ok_or(StoreError::DbNotFound)?;
+        if let Some(db) = self
+            .open
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+        {
+            db.mark_dropped();
+        }
+        if let Some(tree) = catalog_tree(&entry) {
+            self.sled.drop_tree(tree.as_bytes())?;
+        }
+        self.commit.commit()
+    }
+
+    /// An open handle to an existing database.
+    pub fn db(&self, name: &str) -> Result<Arc<Database>> {
+        if let Some(db) = self
+            .open
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(db.clone());
+        }
+        let entry = self.catalog.get(name)?.ok_or(StoreError::DbNotFound)?;
+        let tree_name =
+            catalog_tree(&entry).ok_or_else(|| StoreError::Corrupt(format!("catalog {name}")))?;
+        let start = serde_json::from_slice::<Value>(&entry)
+            .ok()
+            .and_then(|v| v["instance_start_time"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut open = self.open.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = open.get(name) {
+            return Ok(db.clone());
+        }
+        let tree = self.sled.open_tree(tree_name.as_bytes())?;
+        let db = Arc::new(Database::open(
+            name.to_owned(),
+            tree,
+            start,
+            self.commit.clone(),
+        )?);
+        open.insert(name.to_owned(), db.clone());
+        Ok(db)
+    }
+
+    /// Flushes everything to disk (shutdown, `_ensure_full_commit`).
+    pub fn flush(&self) -> Result<()> {
+        self.commit.commit()
+    }
+
+    /// Bytes sled uses on disk for the whole store.
+    pub fn size_on_disk(&self) -> u64 {
+        self.sled.size_on_disk().unwrap_or(0)
+    }
+
+    pub fn flushes(&self) -> u64 {
+        self.commit.flushes()
+    }
+}
+
+fn catalog_tree(entry: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(entry)
+        .ok()?
+        .get("tree")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_names_follow_couchdb() {
+        for ok in ["a", "abc", "a1_$()+-/x", "_replicator", "_users"] {
+            assert!(validate_db_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "A", "1a", "_foo", "a b", "aé", &"a".repeat(239)] {
+            assert!(validate_db_name(bad).is_err(), "{bad}");
+        }
+    }
+}

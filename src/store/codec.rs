@@ -1,0 +1,197 @@
+//! On-disk encodings: the key layout of a database's sled tree and the binary form of a
+//! document record. ARCHITECTURE.md repeats this table; change both together.
+//!
+//! | key                                   | value                                        |
+//! |---------------------------------------|----------------------------------------------|
+//! | `d` id                                | [`DocRecord`]: latest seq + revision tree    |
+//! | `s` seq (u64 BE)                      | doc id: one entry per document, its latest   |
+//! | `b` len(id) (u32 BE) id rev           | JSON body of a leaf revision                 |
+//! | `a` digest                            | attachment bytes, shared by every revision   |
+//! | `l` id                                | `_local` document JSON                       |
+//! | `m` name                              | database metadata (counters, limits, security)|
+//! | `p` purge_seq (u64 BE)                | purge info JSON `{"id","revs"}`              |
+
+use super::error::{Result, StoreError};
+use super::rev::Rev;
+use super::rev_tree::{Node, RevTree};
+
+pub const DOC: u8 = b'd';
+pub const SEQ: u8 = b's';
+pub const BODY: u8 = b'b';
+pub const ATT: u8 = b'a';
+pub const LOCAL: u8 = b'l';
+pub const META: u8 = b'm';
+pub const PURGE: u8 = b'p';
+
+pub fn doc_key(id: &str) -> Vec<u8> {
+    prefixed(DOC, id.as_bytes())
+}
+
+pub fn seq_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = SEQ;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn purge_key(seq: u64) -> [u8; 9] {
+    let mut k = seq_key(seq);
+    k[0] = PURGE;
+    k
+}
+
+pub fn key_seq(key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = key
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt("sequence key".into()))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// Prefix of every body key of one document.
+pub fn body_prefix(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + id.len());
+    k.push(BODY);
+    k.extend_from_slice(&(id.len() as u32).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub fn body_key(id: &str, rev: &Rev) -> Vec<u8> {
+    let mut k = body_prefix(id);
+    k.extend_from_slice(rev.to_string().as_bytes());
+    k
+}
+
+pub fn att_key(digest: &str) -> Vec<u8> {
+    prefixed(ATT, digest.as_bytes())
+}
+
+pub fn local_key(id: &str) -> Vec<u8> {
+    prefixed(LOCAL, id.as_bytes())
+}
+
+pub fn meta_key(name: &str) -> Vec<u8> {
+    prefixed(META, name.as_bytes())
+}
+
+fn prefixed(tag: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(tag);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// What the store keeps per document besides bodies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocRecord {
+    /// The document's latest update sequence (its single entry in the by-sequence index).
+    pub seq: u64,
+    pub tree: RevTree,
+}
+
+const NO_PARENT: u32 = u32::MAX;
+
+impl DocRecord {
+    /// Layout: seq u64, node count u32, then per node: pos u64, flags u8 (bit 0 = deleted),
+    /// parent u32 (MAX = root), hash length u16, hash bytes. All little-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let nodes = self.tree.nodes();
+        let mut out = Vec::with_capacity(12 + nodes.len() * 48);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&(nodes.len() as u32).to_le_bytes());
+        for n in nodes {
+            out.extend_from_slice(&n.rev.pos.to_le_bytes());
+            out.push(n.deleted as u8);
+            let parent = n.parent.map_or(NO_PARENT, |p| p as u32);
+            out.extend_from_slice(&parent.to_le_bytes());
+            out.extend_from_slice(&(n.rev.hash.len() as u16).to_le_bytes());
+            out.extend_from_slice(n.rev.hash.as_bytes());
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<DocRecord> {
+        let mut r = Reader { bytes, at: 0 };
+        let seq = r.u64()?;
+        let count = r.u32()? as usize;
+        let mut nodes = Vec::with_capacity(count.min(4096));
+        for _ in 0..count {
+            let pos = r.u64()?;
+            let deleted = r.take(1)?[0] & 1 == 1;
+            let parent = match r.u32()? {
+                NO_PARENT => None,
+                p => Some(p as usize),
+            };
+            let len = u16::from_le_bytes(r.take(2)?.try_into().map_err(|_| corrupt())?) as usize;
+            let hash = std::str::from_utf8(r.take(len)?)
+                .map_err(|_| corrupt())?
+                .to_owned();
+            nodes.push(Node {
+                rev: Rev::new(pos, hash),
+                parent,
+                deleted,
+            });
+        }
+        let tree = RevTree::from_nodes(nodes).ok_or_else(corrupt)?;
+        Ok(DocRecord { seq, tree })
+    }
+}
+
+fn corrupt() -> StoreError {
+    StoreError::Corrupt("document record".into())
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).ok_or_else(corrupt)?;
+        let s = self.bytes.get(self.at..end).ok_or_else(corrupt)?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| corrupt())?,
+        ))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| corrupt())?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips() {
+        let mut tree = RevTree::new();
+        tree.merge_path(&[Rev::new(2, "bb"), Rev::new(1, "aa")], false);
+        tree.merge_path(&[Rev::new(2, "cc"), Rev::new(1, "aa")], true);
+        let rec = DocRecord { seq: 42, tree };
+        assert_eq!(DocRecord::decode(&rec.encode()).unwrap(), rec);
+    }
+
+    #[test]
+    fn truncated_records_are_errors_not_panics() {
+        let mut tree = RevTree::new();
+        tree.merge_path(&[Rev::new(1, "aa")], false);
+        let bytes = DocRecord { seq: 1, tree }.encode();
+        for cut in 0..bytes.len() {
+            assert!(DocRecord::decode(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn seq_keys_sort_numerically() {
+        assert!(seq_key(255) < seq_key(256));
+        assert_eq!(key_seq(&seq_key(1234)).unwrap(), 1234);
+    }
+}

@@ -1,0 +1,1131 @@
+//! One CouchDB database inside a sled tree: writes (interactive and replicated), reads,
+//! the by-sequence changes index, `_revs_diff`, `_local` documents, purge and metadata.
+//!
+//! Invariants:
+//! - every write request is one sled batch: document records, bodies, by-seq entries,
+//!   attachment data and counters change together or not at all;
+//! - writers are serialized by `meta`'s mutex; readers never take it;
+//! - a body is stored for every leaf revision and for no other;
+//! - the by-seq index holds exactly one entry per document, at its record's `seq`;
+//! - a write is acknowledged only after the group commit put it on disk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::Engine;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tokio::sync::watch;
+
+use super::codec::{self, DocRecord};
+use super::doc::{AttInput, DocUpdate, LOCAL_PREFIX};
+use super::durability::GroupCommit;
+use super::error::{DocError, Result, StoreError};
+use super::rev::Rev;
+use super::rev_tree::{Merge, RevTree};
+
+pub const DEFAULT_REVS_LIMIT: u64 = 1000;
+pub const DEFAULT_PURGED_INFOS_LIMIT: u64 = 1000;
+
+/// Counters and limits, persisted under `m meta` in every write batch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Meta {
+    update_seq: u64,
+    purge_seq: u64,
+    doc_count: u64,
+    del_count: u64,
+    revs_limit: u64,
+    purged_infos_limit: u64,
+    /// Bytes of leaf bodies and attachment data: CouchDB's `sizes.external`.
+    external: u64,
+}
+
+impl Default for Meta {
+    fn default() -> Meta {
+        Meta {
+            update_seq: 0,
+            purge_seq: 0,
+            doc_count: 0,
+            del_count: 0,
+            revs_limit: DEFAULT_REVS_LIMIT,
+            purged_infos_limit: DEFAULT_PURGED_INFOS_LIMIT,
+            external: 0,
+        }
+    }
+}
+
+/// `GET /db` in store terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbInfo {
+    pub name: String,
+    pub update_seq: u64,
+    pub purge_seq: u64,
+    pub doc_count: u64,
+    pub doc_del_count: u64,
+    pub external_size: u64,
+    pub instance_start_time: String,
+}
+
+/// The answer for one document of a write batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DocOutcome {
+    pub id: String,
+    /// The new revision, or for a replicated write the revision it carried.
+    pub result: std::result::Result<String, DocError>,
+}
+
+/// Which attachment bodies a read includes (the rest are stubs).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum AttMode {
+    #[default]
+    Stubs,
+    All,
+    /// Data only for attachments newer than the newest of these revisions the doc descends from.
+    Since(Vec<Rev>),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ReadOpts {
+    pub revs: bool,
+    pub revs_info: bool,
+    pub conflicts: bool,
+    pub deleted_conflicts: bool,
+    pub local_seq: bool,
+    pub attachments: AttMode,
+}
+
+/// One row of `_revs_diff`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RevsDiff {
+    pub id: String,
+    pub missing: Vec<Rev>,
+    pub possible_ancestors: Vec<Rev>,
+}
+
+/// One entry of the changes feed: a document at its latest sequence.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub seq: u64,
+    pub id: String,
+    pub record: DocRecord,
+}
+
+/// Attachment metadata as stored in a body's `_attachments` (always in stub form).
+#[derive(Clone, Debug)]
+pub struct AttMeta {
+    pub content_type: String,
+    pub digest: String,
+    pub length: u64,
+    pub revpos: u64,
+}
+
+pub struct Database {
+    name: String,
+    tree: sled::Tree,
+    instance_start_time: String,
+    meta: Mutex<Meta>,
+    commit: Arc<GroupCommit>,
+    updates: watch::Sender<u64>,
+    dropped: AtomicBool,
+}
+
+impl Database {
+    pub(super) fn open(
+        name: String,
+        tree: sled::Tree,
+        instance_start_time: String,
+        commit: Arc<GroupCommit>,
+    ) -> Result<Database> {
+        let meta: Meta = match tree.get(codec::meta_key("meta"))? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("database meta: {e}")))?,
+            None => Meta::default(),
+        };
+        let (updates, _) = watch::channel(meta.update_seq);
+        Ok(Database {
+            name,
+            tree,
+            instance_start_time,
+            meta: Mutex::new(meta),
+            commit,
+            updates,
+            dropped: AtomicBool::new(false),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn instance_start_time(&self) -> &str {
+        &self.instance_start_time
+    }
+
+    pub(super) fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Meta>> {
+        if self.dropped.load(Ordering::SeqCst) {
+            return Err(StoreError::DbNotFound);
+        }
+        Ok(self.meta.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Wakes up on every committed change of `update_seq`.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.updates.subscribe()
+    }
+
+    pub fn update_seq(&self) -> u64 {
+        *self.updates.borrow()
+    }
+
+    pub fn info(&self) -> Result<DbInfo> {
+        let m = self.lock()?.clone();
+        Ok(DbInfo {
+            name: self.name.clone(),
+            update_seq: m.update_seq,
+            purge_seq: m.purge_seq,
+            doc_count: m.doc_count,
+            doc_del_count: m.del_count,
+            external_size: m.external,
+            instance_start_time: self.instance_start_time.clone(),
+        })
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    /// `_bulk_docs`: parses and writes a batch atomically, one outcome per input, in order.
+    pub fn bulk_docs(&self, docs: Vec<Value>, new_edits: bool) -> Result<Vec<DocOutcome>> {
+        let parsed = docs
+            .into_iter()
+            .map(|d| {
+                let hint = d.get("_id").and_then(Value::as_str).map(str::to_owned);
+                let default_id = new_edits.then(new_uuid);
+                (hint, DocUpdate::from_json(d, default_id))
+            })
+            .collect();
+        self.write(parsed, new_edits)
+    }
+
+    /// Writes already-parsed documents (the multipart path parses attachments itself).
+    /// Each entry carries the id to report if parsing failed.
+    pub fn write(
+        &self,
+        docs: Vec<(Option<String>, std::result::Result<DocUpdate, DocError>)>,
+        new_edits: bool,
+    ) -> Result<Vec<DocOutcome>> {
+        let mut meta = self.lock()?;
+        let mut w = Writer::new(self, meta.clone());
+        let mut outcomes = Vec::with_capacity(docs.len());
+        for (hint, doc) in docs {
+            let outcome = match doc {
+                Err(e) => DocOutcome {
+                    id: hint.unwrap_or_default(),
+                    result: Err(e),
+                },
+                Ok(upd) => {
+                    let id = upd.id.clone();
+                    let result = if upd.is_local() {
+                        w.write_local(upd, new_edits)?
+                    } else if new_edits {
+                        w.edit(upd)?
+                    } else {
+                        w.replicate(upd)?
+                    };
+                    DocOutcome { id, result }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let changed = w.finish()?;
+        *meta = w.meta;
+        let seq = meta.update_seq;
+        drop(meta);
+        if changed {
+            self.commit.commit()?;
+            self.updates.send_if_modified(|s| {
+                let bumped = *s < seq;
+                *s = (*s).max(seq);
+                bumped
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// A single interactive write (`PUT /db/doc`), surfacing the per-doc error.
+    pub fn put(&self, doc: DocUpdate) -> Result<String> {
+        let out = self.write(vec![(Some(doc.id.clone()), Ok(doc))], true)?;
+        out.into_iter()
+            .next()
+            .map(|o| o.result.map_err(StoreError::Doc))
+            .unwrap_or_else(|| Err(StoreError::Corrupt("empty write result".into())))
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    pub fn record(&self, id: &str) -> Result<Option<DocRecord>> {
+        match self.tree.get(codec::doc_key(id))? {
+            Some(bytes) => Ok(Some(DocRecord::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn body(&self, id: &str, rev: &Rev) -> Result<Map<String, Value>> {
+        let bytes = self
+            .tree
+            .get(codec::body_key(id, rev))?
+            .ok_or_else(|| StoreError::Corrupt(format!("missing body of {id} {rev}")))?;
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(StoreError::Corrupt(format!("body of {id} {rev}"))),
+        }
+    }
+
+    /// The raw stored body of a leaf (a JSON object of user fields and attachment stubs).
+    pub fn raw_body(&self, id: &str, rev: &Rev) -> Result<Option<sled::IVec>> {
+        Ok(self.tree.get(codec::body_key(id, rev))?)
+    }
+
+    /// `GET /db/doc[?rev=]`: the winner (404 `deleted` if it is a tombstone) or a given leaf.
+    pub fn get(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Value> {
+        let rec = self.record(id)?.ok_or(StoreError::NotFound("missing"))?;
+        let idx = match rev {
+            None => {
+                let w = rec
+                    .tree
+                    .winner()
+                    .ok_or(StoreError::NotFound("missing"))?;
+                if rec.tree.node(w).deleted {
+                    return Err(StoreError::NotFound("deleted"));
+                }
+                w
+            }
+            Some(r) => match rec.tree.find(r) {
+                Some(i) if rec.tree.is_leaf(i) => i,
+                _ => return Err(StoreError::NotFound("missing")),
+            },
+        };
+        self.doc_json(id, &rec, idx, opts)
+    }
+
+    /// `open_revs`: all leaves (`None`) or the given revisions; with `latest`, a non-leaf
+    /// revision resolves to its descendant leaves. `Err(rev)` marks a missing revision.
+    pub fn open_revs(
+        &self,
+        id: &str,
+        revs: Option<&[Rev]>,
+        latest: bool,
+        opts: &ReadOpts,
+    ) -> Result<Vec<std::result::Result<Value, String>>> {
+        let rec = self.record(id)?;
+        let mut out = Vec::new();
+        match (revs, rec) {
+            (None, None) => return Err(StoreError::NotFound("missing")),
+            (None, Some(rec)) => {
+                for leaf in rec.tree.leaves() {
+                    out.push(Ok(self.doc_json(id, &rec, leaf, opts)?));
+                }
+            }
+            (Some(revs), rec) => {
+                let mut seen = HashSet::new();
+                for r in revs {
+                    let found = rec.as_ref().and_then(|rec| rec.tree.find(r).map(|i| (rec, i)));
+                    match found {
+                        Some((rec, i)) if rec.tree.is_leaf(i) => {
+                            if seen.insert(i) {
+                                out.push(Ok(self.doc_json(id, rec, i, opts)?));
+                            }
+                        }
+                        Some((rec, i)) if latest => {
+                            for leaf in rec.tree.leaves_under(i) {
+                                if seen.insert(leaf) {
+                                    out.push(Ok(self.doc_json(id, rec, leaf, opts)?));
+                                }
+                            }
+                        }
+                        _ => out.push(Err(r.to_string())),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the JSON CouchDB returns for one leaf revision.
+    pub fn doc_json(&self, id: &str, rec: &DocRecord, idx: usize, opts: &ReadOpts) -> Result<Value> {
+        let tree = &rec.tree;
+        let node = tree.node(idx);
+        let mut body = self.body(id, &node.rev)?;
+        let mut m = Map::with_capacity(body.len() + 4);
+        m.insert("_id".into(), Value::String(id.to_owned()));
+        m.insert("_rev".into(), Value::String(node.rev.to_string()));
+        let atts = body.shift_remove("_attachments");
+        m.extend(body);
+        if node.deleted {
+            m.insert("_deleted".into(), Value::Bool(true));
+        }
+        if let Some(Value::Object(mut atts)) = atts {
+            let since = match &opts.attachments {
+                AttMode::Stubs => Some(u64::MAX),
+                AttMode::All => None,
+                AttMode::Since(revs) => {
+                    let path = tree.path(idx);
+                    Some(revs.iter().filter(|r| path.contains(r)).map(|r| r.pos).max().unwrap_or(0))
+                }
+            };
+            for (_, att) in atts.iter_mut() {
+                let revpos = att.get("revpos").and_then(Value::as_u64).unwrap_or(0);
+                if since.is_some_and(|s| revpos <= s) {
+                    continue;
+                }
+                let digest = att.get("digest").and_then(Value::as_str).unwrap_or("");
+                let data = self
+                    .attachment_data(digest)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("attachment {digest}")))?;
+                if let Value::Object(a) = att {
+                    a.shift_remove("stub");
+                    a.insert(
+                        "data".into(),
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(&data)),
+                    );
+                }
+            }
+            m.insert("_attachments".into(), Value::Object(atts));
+        }
+        let winner = tree.winner();
+        if opts.conflicts && winner == Some(idx) {
+            let c = self.other_leaves(tree, idx, false);
+            if !c.is_empty() {
+                m.insert("_conflicts".into(), json!(c));
+            }
+        }
+        if opts.deleted_conflicts && winner == Some(idx) {
+            let c = self.other_leaves(tree, idx, true);
+            if !c.is_empty() {
+                m.insert("_deleted_conflicts".into(), json!(c));
+            }
+        }
+        if opts.local_seq {
+            m.insert("_local_seq".into(), json!(rec.seq));
+        }
+        if opts.revs_info {
+            let info: Vec<Value> = tree
+                .path(idx)
+                .into_iter()
+                .map(|r| {
+                    let i = tree.find(&r);
+                    let status = match i {
+                        Some(i) if tree.is_leaf(i) && tree.node(i).deleted => "deleted",
+                        Some(i) if tree.is_leaf(i) => "available",
+                        _ => "missing",
+                    };
+                    json!({"rev": r.to_string(), "status": status})
+                })
+                .collect();
+            m.insert("_revs_info".into(), Value::Array(info));
+        }
+        if opts.revs {
+            let path = tree.path(idx);
+            let ids: Vec<&str> = path.iter().map(|r| r.hash.as_str()).collect();
+            m.insert("_revisions".into(), json!({"start": node.rev.pos, "ids": ids}));
+        }
+        Ok(Value::Object(m))
+    }
+
+    fn other_leaves(&self, tree: &RevTree, winner: usize, deleted: bool) -> Vec<String> {
+        tree.leaves()
+            .into_iter()
+            .filter(|&i| i != winner && tree.node(i).deleted == deleted)
+            .map(|i| tree.node(i).rev.to_string())
+            .collect()
+    }
+
+    pub fn attachment_data(&self, digest: &str) -> Result<Option<sled::IVec>> {
+        Ok(self.tree.get(codec::att_key(digest))?)
+    }
+
+    /// `GET /db/doc/att`: the attachment's metadata and bytes, from the winner or a given rev.
+    pub fn attachment(&self, id: &str, rev: Option<&Rev>, name: &str) -> Result<(AttMeta, sled::IVec)> {
+        let doc = self.get(id, rev, &ReadOpts::default())?;
+        let att = doc
+            .get("_attachments")
+            .and_then(|a| a.get(name))
+            .ok_or(StoreError::NotFound("Document is missing attachment"))?;
+        let meta = AttMeta {
+            content_type: att
+                .get("content_type")
+                .and_then(Value::as_str)
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            digest: att.get("digest").and_then(Value::as_str).unwrap_or("").to_owned(),
+            length: att.get("length").and_then(Value::as_u64).unwrap_or(0),
+            revpos: att.get("revpos").and_then(Value::as_u64).unwrap_or(0),
+        };
+        let data = self
+            .attachment_data(&meta.digest)?
+            .ok_or_else(|| StoreError::Corrupt(format!("attachment {}", meta.digest)))?;
+        Ok((meta, data))
+    }
+
+    /// Documents in id order (raw byte order, as CouchDB's `_all_docs`), from `start`
+    /// inclusive, deleted ones included (callers filter on the record).
+    pub fn docs_from(
+        &self,
+        start: &str,
+        descending: bool,
+    ) -> impl Iterator<Item = Result<(String, DocRecord)>> + '_ {
+        use std::ops::Bound::{Excluded, Included};
+        let end = Excluded(vec![codec::DOC + 1]);
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            match (descending, start.is_empty()) {
+                (false, _) => Box::new(self.tree.range((Included(codec::doc_key(start)), end))),
+                (true, true) => Box::new(self.tree.range((Included(vec![codec::DOC]), end)).rev()),
+                (true, false) => Box::new(
+                    self.tree
+                        .range((Included(vec![codec::DOC]), Included(codec::doc_key(start))))
+                        .rev(),
+                ),
+            };
+        iter.map(|kv| {
+            let (k, v) = kv?;
+            let id = String::from_utf8(k[1..].to_vec())
+                .map_err(|_| StoreError::Corrupt("doc id".into()))?;
+            Ok((id, DocRecord::decode(&v)?))
+        })
+    }
+
+    /// The changes feed: each document once, at its latest sequence, after `since`.
+    pub fn changes(
+        &self,
+        since: u64,
+        descending: bool,
+    ) -> impl Iterator<Item = Result<Change>> + '_ {
+        let range = self
+            .tree
+            .range(codec::seq_key(since.saturating_add(1))..=codec::seq_key(u64::MAX));
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if descending {
+            Box::new(self.tree.range(codec::seq_key(0)..=codec::seq_key(u64::MAX)).rev())
+        } else {
+            Box::new(range)
+        };
+        iter.filter_map(move |kv| {
+            let res = (|| {
+                let (k, v) = kv?;
+                let seq = codec::key_seq(&k)?;
+                let id = String::from_utf8(v.to_vec())
+                    .map_err(|_| StoreError::Corrupt("seq entry".into()))?;
+                // A document updated since this entry was read shows up again at its new seq.
+                Ok(self
+                    .record(&id)?
+                    .filter(|r| r.seq == seq)
+                    .map(|record| Change { seq, id, record }))
+            })();
+            res.transpose()
+        })
+    }
+
+    /// `_revs_diff`: for each id, the revisions this database does not have.
+    pub fn revs_diff(&self, req: Vec<(String, Vec<Rev>)>) -> Result<Vec<RevsDiff>> {
+        let mut out = Vec::new();
+        for (id, revs) in req {
+            let rec = self.record(&id)?;
+            let missing: Vec<Rev> = revs
+                .into_iter()
+                .filter(|r| !rec.as_ref().is_some_and(|rec| rec.tree.contains(r)))
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let possible_ancestors = rec
+                .map(|rec| rec.tree.possible_ancestors(&missing))
+                .unwrap_or_default();
+            out.push(RevsDiff {
+                id,
+                missing,
+                possible_ancestors,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- _local docs
+
+    pub fn get_local(&self, id: &str) -> Result<Option<Value>> {
+        match self.tree.get(codec::local_key(id))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|_| {
+                StoreError::Corrupt(format!("local doc {id}"))
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    // ---------------------------------------------------------------- purge
+
+    /// Removes the given leaf revisions as if they had never been written. Returns the new
+    /// purge sequence and, per id, the revisions actually purged.
+    pub fn purge(&self, req: Vec<(String, Vec<Rev>)>) -> Result<(u64, Vec<(String, Vec<Rev>)>)> {
+        let mut meta = self.lock()?;
+        let mut w = Writer::new(self, meta.clone());
+        let mut out = Vec::with_capacity(req.len());
+        for (id, revs) in req {
+            let purged = w.purge(&id, &revs)?;
+            out.push((id, purged));
+        }
+        let changed = w.finish()?;
+        *meta = w.meta;
+        let (seq, purge_seq) = (meta.update_seq, meta.purge_seq);
+        drop(meta);
+        if changed {
+            self.commit.commit()?;
+            self.updates.send_if_modified(|s| {
+                let bumped = *s < seq;
+                *s = (*s).max(seq);
+                bumped
+            });
+        }
+        Ok((purge_seq, out))
+    }
+
+    /// Purge infos with a purge sequence above `since`, oldest first.
+    pub fn purged_infos(&self, since: u64) -> Result<Vec<(u64, Value)>> {
+        self.tree
+            .range(codec::purge_key(since.saturating_add(1))..=codec::purge_key(u64::MAX))
+            .map(|kv| {
+                let (k, v) = kv?;
+                let info = serde_json::from_slice(&v)
+                    .map_err(|_| StoreError::Corrupt("purge info".into()))?;
+                Ok((codec::key_seq(&k)?, info))
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- settings
+
+    pub fn revs_limit(&self) -> Result<u64> {
+        Ok(self.lock()?.revs_limit)
+    }
+
+    pub fn set_revs_limit(&self, limit: u64) -> Result<()> {
+        self.set_meta(|m| m.revs_limit = limit.max(1))
+    }
+
+    pub fn purged_infos_limit(&self) -> Result<u64> {
+        Ok(self.lock()?.purged_infos_limit)
+    }
+
+    pub fn set_purged_infos_limit(&self, limit: u64) -> Result<()> {
+        self.set_meta(|m| m.purged_infos_limit = limit.max(1))
+    }
+
+    fn set_meta(&self, f: impl FnOnce(&mut Meta)) -> Result<()> {
+        let mut meta = self.lock()?;
+        let mut next = meta.clone();
+        f(&mut next);
+        self.tree
+            .insert(codec::meta_key("meta"), encode_meta(&next))?;
+        *meta = next;
+        drop(meta);
+        self.commit.commit()
+    }
+
+    /// The `_security` object, if one was ever set.
+    pub fn security(&self) -> Result<Option<Value>> {
+        match self.tree.get(codec::meta_key("security"))? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|_| {
+                StoreError::Corrupt("security object".into())
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_security(&self, sec: &Value) -> Result<()> {
+        let _guard = self.lock()?;
+        self.tree.insert(
+            codec::meta_key("security"),
+            serde_json::to_vec(sec).unwrap_or_default(),
+        )?;
+        drop(_guard);
+        self.commit.commit()
+    }
+
+    /// Drops attachment data no leaf refers to any more. Returns how many were removed.
+    pub fn compact(&self) -> Result<usize> {
+        let mut meta = self.lock()?;
+        let mut referenced = HashSet::new();
+        for kv in self.tree.scan_prefix([codec::BODY]) {
+            let (_, v) = kv?;
+            if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&v) {
+                if let Some(Value::Object(atts)) = body.get("_attachments") {
+                    for att in atts.values() {
+                        if let Some(d) = att.get("digest").and_then(Value::as_str) {
+                            referenced.insert(d.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        let mut freed = 0u64;
+        for kv in self.tree.scan_prefix([codec::ATT]) {
+            let (k, v) = kv?;
+            let digest = String::from_utf8_lossy(&k[1..]).into_owned();
+            if !referenced.contains(&digest) {
+                batch.remove(k);
+                removed += 1;
+                freed += v.len() as u64;
+            }
+        }
+        if removed > 0 {
+            let mut next = meta.clone();
+            next.external = next.external.saturating_sub(freed);
+            batch.insert(codec::meta_key("meta"), encode_meta(&next));
+            self.tree.apply_batch(batch)?;
+            *meta = next;
+            drop(meta);
+            self.commit.commit()?;
+        }
+        Ok(removed)
+    }
+}
+
+fn encode_meta(m: &Meta) -> Vec<u8> {
+    serde_json::to_vec(m).unwrap_or_default()
+}
+
+/// A random 32-hex id, as CouchDB's `_uuids` gives.
+pub fn new_uuid() -> String {
+    let bytes: [u8; 16] = rand::random();
+    super::rev::hex(&bytes)
+}
+
+/// `md5-<base64>` of attachment bytes, CouchDB's digest form.
+pub fn att_digest(data: &[u8]) -> String {
+    format!(
+        "md5-{}",
+        base64::engine::general_purpose::STANDARD.encode(Md5::digest(data))
+    )
+}
+
+// -------------------------------------------------------------------- the writer
+
+/// The state of one write batch: documents as they will be after the batch, and the sled
+/// operations that get them there. Nothing touches sled until `finish`.
+struct Writer<'a> {
+    db: &'a Database,
+    meta: Meta,
+    docs: HashMap<String, DocState>,
+    /// Ids in the order they were first changed: the order their sequences are assigned in.
+    order: Vec<String>,
+    bodies: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    atts: HashMap<String, Vec<u8>>,
+    locals: HashMap<String, Option<Value>>,
+    purge_infos: Vec<Value>,
+    changed: bool,
+}
+
+struct DocState {
+    original: Option<DocRecord>,
+    current: Option<DocRecord>,
+    dirty: bool,
+}
+
+type DocResult = std::result::Result<String, DocError>;
+
+impl<'a> Writer<'a> {
+    fn new(db: &'a Database, meta: Meta) -> Writer<'a> {
+        Writer {
+            db,
+            meta,
+            docs: HashMap::new(),
+            order: Vec::new(),
+            bodies: HashMap::new(),
+            atts: HashMap::new(),
+            locals: HashMap::new(),
+            purge_infos: Vec::new(),
+            changed: false,
+        }
+    }
+
+    fn state(&mut self, id: &str) -> Result<&mut DocState> {
+        if !self.docs.contains_key(id) {
+            let original = self.db.record(id)?;
+            self.docs.insert(
+                id.to_owned(),
+                DocState {
+                    current: original.clone(),
+                    original,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(self.docs.get_mut(id).expect("inserted above"))
+    }
+
+    fn body(&self, id: &str, rev: &Rev) -> Result<Map<String, Value>> {
+        let key = codec::body_key(id, rev);
+        match self.bodies.get(&key) {
+            Some(Some(bytes)) => match serde_json::from_slice(bytes) {
+                Ok(Value::Object(m)) => Ok(m),
+                _ => Err(StoreError::Corrupt("pending body".into())),
+            },
+            Some(None) => Ok(Map::new()),
+            None => self.db.body(id, rev),
+        }
+    }
+
+    fn put_body(&mut self, id: &str, rev: &Rev, body: &Value) {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        self.meta.external += bytes.len() as u64;
+        self.bodies.insert(codec::body_key(id, rev), Some(bytes));
+    }
+
+    fn remove_body(&mut self, id: &str, rev: &Rev) -> Result<()> {
+        let key = codec::body_key(id, rev);
+        let len = match self.bodies.get(&key) {
+            Some(Some(b)) => b.len(),
+            Some(None) => 0,
+            None => self.db.tree.get(&key)?.map_or(0, |b| b.len()),
+        };
+        self.meta.external = self.meta.external.saturating_sub(len as u64);
+        self.bodies.insert(key, None);
+        Ok(())
+    }
+
+    fn att_known(&self, digest: &str) -> Result<bool> {
+        Ok(self.atts.contains_key(digest) || self.db.tree.contains_key(codec::att_key(digest))?)
+    }
+
+    fn store_att(&mut self, data: Vec<u8>) -> Result<(String, u64)> {
+        let digest = att_digest(&data);
+        let len = data.len() as u64;
+        if !self.att_known(&digest)? {
+            self.meta.external += len;
+            self.atts.insert(digest.clone(), data);
+        }
+        Ok((digest, len))
+    }
+
+    fn set_record(&mut self, id: &str, tree: RevTree) -> Result<()> {
+        let limit = self.meta.revs_limit as usize;
+        let st = self.state(id)?;
+        let mut tree = tree;
+        tree.stem(limit);
+        let seq = st.current.as_ref().map_or(0, |r| r.seq);
+        st.current = Some(DocRecord { seq, tree });
+        if !st.dirty {
+            st.dirty = true;
+            self.order.push(id.to_owned());
+        }
+        self.changed = true;
+        Ok(())
+    }
+
+    /// An interactive edit (`new_edits=true`).
+    fn edit(&mut self, upd: DocUpdate) -> Result<DocResult> {
+        let tree = self
+            .state(&upd.id)?
+            .current
+            .as_ref()
+            .map(|r| r.tree.clone())
+            .unwrap_or_default();
+        let parent = match (tree.is_empty(), &upd.rev) {
+            (true, None) => None,
+            (true, Some(_)) => return Ok(Err(DocError::Conflict)),
+            (false, None) if tree.is_deleted() => tree.winner(),
+            (false, None) => return Ok(Err(DocError::Conflict)),
+            (false, Some(r)) => match tree.find(r) {
+                Some(i) if tree.is_leaf(i) => Some(i),
+                _ => return Ok(Err(DocError::Conflict)),
+            },
+        };
+        let parent_rev = parent.map(|i| tree.node(i).rev.clone());
+        let parent_atts = match &parent_rev {
+            Some(r) => self.body(&upd.id, r)?.shift_remove("_attachments"),
+            None => None,
+        };
+        let pos = parent_rev.as_ref().map_or(1, |r| r.pos + 1);
+        let mut body = upd.body;
+        match self.resolve_atts(&upd.id, upd.attachments, pos, |name, _| {
+            parent_atts.as_ref().and_then(|a| a.get(name)).cloned()
+        })? {
+            Ok(Some(atts)) => {
+                body.insert("_attachments".into(), atts);
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+        let body = Value::Object(body);
+        let rev = Rev::for_edit(parent_rev.as_ref(), upd.deleted, &body);
+        if tree.contains(&rev) {
+            return Ok(Err(DocError::Conflict));
+        }
+        let mut tree = tree;
+        tree.add_child(parent, rev.clone(), upd.deleted);
+        if let Some(p) = &parent_rev {
+            self.remove_body(&upd.id, p)?;
+        }
+        self.put_body(&upd.id, &rev, &body);
+        self.set_record(&upd.id, tree)?;
+        Ok(Ok(rev.to_string()))
+    }
+
+    /// A replicated write (`new_edits=false`): merge the path, whatever the current leaves.
+    fn replicate(&mut self, upd: DocUpdate) -> Result<DocResult> {
+        let Some(rev) = upd.rev.clone() else {
+            return Ok(Err(DocError::BadRequest(
+                "A document written with new_edits=false needs a _rev".into(),
+            )));
+        };
+        let path = upd.revisions.clone().unwrap_or_else(|| vec![rev.clone()]);
+        let mut tree = self
+            .state(&upd.id)?
+            .current
+            .as_ref()
+            .map(|r| r.tree.clone())
+            .unwrap_or_default();
+        if tree.contains(&rev) {
+            return Ok(Ok(rev.to_string()));
+        }
+        // Stubs may refer to any attachment a current leaf has.
+        let mut leaf_atts = Vec::new();
+        for i in tree.leaves() {
+            if let Some(Value::Object(a)) =
+                self.body(&upd.id, &tree.node(i).rev)?.shift_remove("_attachments")
+            {
+                leaf_atts.push(a);
+            }
+        }
+        let mut body = upd.body;
+        let found = |name: &str, digest: Option<&str>| {
+            leaf_atts.iter().find_map(|atts| {
+                atts.get(name)
+                    .filter(|a| digest.is_none_or(|d| a.get("digest").and_then(Value::as_str) == Some(d)))
+                    .cloned()
+            })
+        };
+        match self.resolve_atts(&upd.id, upd.attachments, rev.pos, found)? {
+            Ok(Some(atts)) => {
+                body.insert("_attachments".into(), atts);
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+        let before: Vec<Rev> = tree.leaves().into_iter().map(|i| tree.node(i).rev.clone()).collect();
+        if tree.merge_path(&path, upd.deleted) == Merge::AlreadyPresent {
+            return Ok(Ok(rev.to_string()));
+        }
+        let after: HashSet<Rev> = tree.leaves().into_iter().map(|i| tree.node(i).rev.clone()).collect();
+        for old in before.iter().filter(|r| !after.contains(r)) {
+            self.remove_body(&upd.id, old)?;
+        }
+        self.put_body(&upd.id, &rev, &Value::Object(body));
+        self.set_record(&upd.id, tree)?;
+        Ok(Ok(rev.to_string()))
+    }
+
+    /// Turns incoming attachments into stored stub metadata, storing new data. `existing`
+    /// finds the metadata a stub refers to (by name and, when given, digest).
+    fn resolve_atts(
+        &mut self,
+        id: &str,
+        atts: Vec<(String, AttInput)>,
+        pos: u64,
+        existing: impl Fn(&str, Option<&str>) -> Option<Value>,
+    ) -> Result<std::result::Result<Option<Value>, DocError>> {
+        if atts.is_empty() {
+            return Ok(Ok(None));
+        }
+        let mut out = Map::new();
+        for (name, att) in atts {
+            let meta = match att {
+                AttInput::Data {
+                    content_type,
+                    data,
+                    revpos,
+                } => {
+                    let (digest, length) = self.store_att(data)?;
+                    json!({"content_type": content_type, "revpos": revpos.unwrap_or(pos),
+                           "digest": digest, "length": length, "stub": true})
+                }
+                AttInput::Stub { digest, .. } => match existing(&name, digest.as_deref()) {
+                    Some(m) => m,
+                    None => return Ok(Err(DocError::MissingStub(format!("{id}/{name}")))),
+                },
+                AttInput::Follows { .. } => {
+                    return Ok(Err(DocError::BadRequest(format!(
+                        "attachment {name} says it follows, but no multipart body carried it"
+                    ))))
+                }
+            };
+            out.insert(name, meta);
+        }
+        Ok(Ok(Some(Value::Object(out))))
+    }
+
+    fn write_local(&mut self, upd: DocUpdate, new_edits: bool) -> Result<DocResult> {
+        let current = match self.locals.get(&upd.id) {
+            Some(v) => v.clone(),
+            None => self.db.get_local(&upd.id)?,
+        };
+        let cur_rev = current
+            .as_ref()
+            .and_then(|d| d.get("_rev"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let n: u64 = cur_rev
+            .as_deref()
+            .and_then(|r| r.strip_prefix("0-"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if new_edits && cur_rev != upd.local_rev {
+            return Ok(Err(DocError::Conflict));
+        }
+        if upd.deleted {
+            if current.is_none() {
+                return Ok(Err(DocError::NotFound("missing")));
+            }
+            self.locals.insert(upd.id, None);
+            self.changed = true;
+            return Ok(Ok("0-0".into()));
+        }
+        let rev = format!("0-{}", n + 1);
+        let mut doc = Map::new();
+        doc.insert("_id".into(), Value::String(upd.id.clone()));
+        doc.insert("_rev".into(), Value::String(rev.clone()));
+        doc.extend(upd.body);
+        self.locals.insert(upd.id, Some(Value::Object(doc)));
+        self.changed = true;
+        Ok(Ok(rev))
+    }
+
+    fn purge(&mut self, id: &str, revs: &[Rev]) -> Result<Vec<Rev>> {
+        let Some(mut tree) = self.state(id)?.current.as_ref().map(|r| r.tree.clone()) else {
+            return Ok(Vec::new());
+        };
+        let removed = tree.remove_leaves(revs);
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        for r in &removed {
+            self.remove_body(id, r)?;
+        }
+        if tree.is_empty() {
+            let st = self.state(id)?;
+            st.current = None;
+            if !st.dirty {
+                st.dirty = true;
+                self.order.push(id.to_owned());
+            }
+            self.changed = true;
+        } else {
+            self.set_record(id, tree)?;
+        }
+        self.meta.purge_seq += 1;
+        let revs: Vec<String> = removed.iter().map(Rev::to_string).collect();
+        self.purge_infos.push(json!({"id": id, "revs": revs}));
+        Ok(removed)
+    }
+
+    /// Assigns sequences, fixes counters and applies everything as one sled batch.
+    fn finish(&mut self) -> Result<bool> {
+        if !self.changed {
+            return Ok(false);
+        }
+        let mut batch = sled::Batch::default();
+        let mut purged_whole = 0;
+        for id in std::mem::take(&mut self.order) {
+            let Some(st) = self.docs.get_mut(&id) else { continue };
+            let (was, was_deleted) = match &st.original {
+                Some(r) => (true, r.tree.is_deleted()),
+                None => (false, false),
+            };
+            if let Some(orig) = &st.original {
+                batch.remove(&codec::seq_key(orig.seq)[..]);
+            }
+            match &mut st.current {
+                Some(rec) => {
+                    self.meta.update_seq += 1;
+                    rec.seq = self.meta.update_seq;
+                    batch.insert(&codec::seq_key(rec.seq)[..], id.as_bytes());
+                    batch.insert(codec::doc_key(&id), rec.encode());
+                    let deleted = rec.tree.is_deleted();
+                    if !was || was_deleted != deleted {
+                        if was {
+                            dec(&mut self.meta, was_deleted);
+                        }
+                        if deleted {
+                            self.meta.del_count += 1;
+                        } else {
+                            self.meta.doc_count += 1;
+                        }
+                    }
+                }
+                None => {
+                    batch.remove(codec::doc_key(&id));
+                    if was {
+                        dec(&mut self.meta, was_deleted);
+                    }
+                    purged_whole += 1;
+                }
+            }
+            st.original = st.current.clone();
+        }
+        // A purge that removed whole documents still moves the update sequence.
+        self.meta.update_seq += purged_whole;
+        for (key, body) in self.bodies.drain() {
+            match body {
+                Some(b) => batch.insert(key, b),
+                None => batch.remove(key),
+            }
+        }
+        for (digest, data) in self.atts.drain() {
+            batch.insert(codec::att_key(&digest), data);
+        }
+        for (id, doc) in self.locals.drain() {
+            match doc {
+                Some(d) => batch.insert(codec::local_key(&id), serde_json::to_vec(&d).unwrap_or_default()),
+                None => batch.remove(codec::local_key(&id)),
+            }
+        }
+        if !self.purge_infos.is_empty() {
+            let first = self.meta.purge_seq + 1 - self.purge_infos.len() as u64;
+            for (i, info) in self.purge_infos.drain(..).enumerate() {
+                batch.insert(
+                    &codec::purge_key(first + i as u64)[..],
+                    serde_json::to_vec(&info).unwrap_or_default(),
+                );
+            }
+            // Keep at most `purged_infos_limit` purge infos.
+            let keep_from = self.meta.purge_seq.saturating_sub(self.meta.purged_infos_limit) + 1;
+            for kv in self
+                .db
+                .tree
+                .range(codec::purge_key(0)..codec::purge_key(keep_from))
+            {
+                let (k, _) = kv?;
+                batch.remove(k);
+            }
+        }
+        batch.insert(codec::meta_key("meta"), encode_meta(&self.meta));
+        self.db.tree.apply_batch(batch)?;
+        Ok(true)
+    }
+}
+
+fn dec(meta: &mut Meta, deleted: bool) {
+    if deleted {
+        meta.del_count = meta.del_count.saturating_sub(1);
+    } else {
+        meta.doc_count = meta.doc_count.saturating_sub(1);
+    }
+}
+
+/// Ids of `_local` documents start with this prefix (re-exported for callers).
+pub fn is_local_id(id: &str) -> bool {
+    id.starts_with(LOCAL_PREFIX)
+}

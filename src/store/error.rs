@@ -1,0 +1,63 @@
+//! Errors of the store. Two levels: [`StoreError`] fails a whole request, [`DocError`] fails one
+//! document inside a batch while the others are written. The HTTP layer maps each variant to one
+//! CouchDB error in one place.
+
+/// A request-level failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Database does not exist.")]
+    DbNotFound,
+    #[error("The database could not be created, the file already exists.")]
+    DbExists,
+    #[error("Name: '{0}'. Only lowercase characters (a-z), digits (0-9), and any of the characters _, $, (, ), +, -, and / are allowed. Must begin with a letter.")]
+    IllegalDbName(String),
+    /// A document (or revision) that is not there; the string is CouchDB's reason
+    /// (`missing` or `deleted`).
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// sled failed: the disk, not the caller, is at fault.
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    /// Bytes on disk that do not decode: a bug or corruption, never the caller's input.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// A per-document failure inside a batch (`_bulk_docs` answers it in that document's slot).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocError {
+    #[error("Document update conflict.")]
+    Conflict,
+    #[error("{0}")]
+    BadRequest(String),
+    /// CouchDB's `doc_validation` (bad special member and the like).
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// An attachment stub whose data the database does not have (CouchDB's 412).
+    #[error("Invalid attachment stub in {0}")]
+    MissingStub(String),
+    #[error("{0}")]
+    NotFound(&'static str),
+}
+
+impl DocError {
+    /// CouchDB's `error` string for this failure.
+    pub fn error_tag(&self) -> &'static str {
+        match self {
+            DocError::Conflict => "conflict",
+            DocError::BadRequest(_) => "bad_request",
+            DocError::Validation(_) => "doc_validation",
+            DocError::Forbidden(_) => "forbidden",
+            DocError::MissingStub(_) => "missing_stub",
+            DocError::NotFound(_) => "not_found",
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

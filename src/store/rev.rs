@@ -1,0 +1,141 @@
+//! Revision ids: `N-hash`, where N is the depth in the revision tree.
+
+use std::fmt;
+
+use md5::{Digest, Md5};
+use serde_json::Value;
+
+use super::error::DocError;
+
+/// A parsed revision id. Ordering is CouchDB's tie-break for winners: depth first, then the hash
+/// compared as a string (bytewise), which equals CouchDB's order for 32-hex revs.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rev {
+    pub pos: u64,
+    pub hash: String,
+}
+
+impl Rev {
+    pub fn new(pos: u64, hash: impl Into<String>) -> Rev {
+        Rev {
+            pos,
+            hash: hash.into(),
+        }
+    }
+
+    /// Parses `N-hash`; N must be a positive integer and the hash non-empty.
+    pub fn parse(s: &str) -> Result<Rev, DocError> {
+        let bad = || DocError::BadRequest(format!("Invalid rev format: {s:?}"));
+        let (n, hash) = s.split_once('-').ok_or_else(bad)?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || hash.is_empty() {
+            return Err(bad());
+        }
+        let pos: u64 = n.parse().map_err(|_| bad())?;
+        if pos == 0 {
+            return Err(bad());
+        }
+        Ok(Rev::new(pos, hash))
+    }
+
+    /// The id of the edit that writes `body` (with `deleted`) on top of `parent`. Deterministic:
+    /// the same edit made twice from the same parent gets the same id.
+    pub fn for_edit(parent: Option<&Rev>, deleted: bool, body: &Value) -> Rev {
+        let mut h = Md5::new();
+        h.update([deleted as u8]);
+        if let Some(p) = parent {
+            h.update(p.to_string().as_bytes());
+        }
+        h.update([0u8]);
+        let mut canon = Vec::with_capacity(256);
+        write_canonical(body, &mut canon);
+        h.update(&canon);
+        let digest = h.finalize();
+        Rev::new(parent.map_or(1, |p| p.pos + 1), hex(&digest))
+    }
+}
+
+impl fmt::Display for Rev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.pos, self.hash)
+    }
+}
+
+impl fmt::Debug for Rev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// JSON with object keys sorted (recursively), so that key order never changes a revision id.
+pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // Serializing a string cannot fail.
+                out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+                out.push(b':');
+                write_canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        other => out.extend_from_slice(other.to_string().as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_and_rejects() {
+        assert_eq!(Rev::parse("3-abc").unwrap(), Rev::new(3, "abc"));
+        for bad in ["", "3", "-abc", "0-abc", "x-abc", "3-", "+3-a", "18446744073709551616-a"] {
+            assert!(Rev::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn edit_ids_are_deterministic_and_key_order_free() {
+        let p = Rev::new(1, "aa");
+        let a = Rev::for_edit(Some(&p), false, &json!({"x":1,"y":[1,{"b":2,"a":1}]}));
+        let b = Rev::for_edit(Some(&p), false, &json!({"y":[1,{"a":1,"b":2}],"x":1}));
+        assert_eq!(a, b);
+        assert_eq!(a.pos, 2);
+        assert_eq!(a.hash.len(), 32);
+        assert_ne!(a, Rev::for_edit(Some(&p), true, &json!({"x":1,"y":[1,{"b":2,"a":1}]})));
+        assert_ne!(a, Rev::for_edit(None, false, &json!({"x":1,"y":[1,{"b":2,"a":1}]})));
+    }
+
+    #[test]
+    fn order_is_depth_then_hash() {
+        assert!(Rev::new(2, "a") > Rev::new(1, "z"));
+        assert!(Rev::new(2, "b") > Rev::new(2, "a"));
+    }
+}

@@ -1,0 +1,483 @@
+//! The store's rules, exercised through its public API on a real sled directory.
+
+use serde_json::{json, Value};
+use settee::store::{
+    AttMode, Database, DocError, ReadOpts, Rev, Store, StoreConfig, StoreError,
+};
+use std::sync::Arc;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+    (dir, store)
+}
+
+fn put(db: &Database, doc: Value) -> Result<String, DocError> {
+    let out = db.bulk_docs(vec![doc], true).unwrap();
+    out.into_iter().next().unwrap().result
+}
+
+fn replicate(db: &Database, doc: Value) -> Result<String, DocError> {
+    let out = db.bulk_docs(vec![doc], false).unwrap();
+    out.into_iter().next().unwrap().result
+}
+
+fn leaves(db: &Database, id: &str) -> Vec<String> {
+    db.open_revs(id, None, false, &ReadOpts::default())
+        .unwrap()
+        .into_iter()
+        .map(|d| d.unwrap()["_rev"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn all_doc_ids(db: &Database) -> Vec<String> {
+    db.docs_from("", false)
+        .map(|r| r.unwrap())
+        .filter(|(_, rec)| !rec.tree.is_deleted())
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn change_ids(db: &Database, since: u64) -> Vec<(u64, String)> {
+    db.changes(since, false)
+        .map(|c| c.unwrap())
+        .map(|c| (c.seq, c.id))
+        .collect()
+}
+
+#[test]
+fn create_update_and_conflict() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let r1 = put(&db, json!({"_id": "a", "v": 1})).unwrap();
+    assert!(r1.starts_with("1-"));
+    // A second create without _rev is a conflict.
+    assert_eq!(put(&db, json!({"_id": "a", "v": 2})), Err(DocError::Conflict));
+    let r2 = put(&db, json!({"_id": "a", "_rev": r1, "v": 2})).unwrap();
+    assert!(r2.starts_with("2-"));
+    // Editing a revision that is no longer a leaf is a conflict.
+    assert_eq!(
+        put(&db, json!({"_id": "a", "_rev": r1, "v": 3})),
+        Err(DocError::Conflict)
+    );
+    let doc = db.get("a", None, &ReadOpts::default()).unwrap();
+    assert_eq!(doc, json!({"_id": "a", "_rev": r2, "v": 2}));
+    let info = db.info().unwrap();
+    assert_eq!((info.doc_count, info.update_seq), (1, 2));
+}
+
+#[test]
+fn replicated_conflict_picks_couchdb_winner_and_delete_promotes_other_branch() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let r1 = put(&db, json!({"_id": "a", "v": 1})).unwrap();
+    let h1 = r1.split_once('-').unwrap().1.to_owned();
+    // Two branches at depth 2: "2-bbb" and "2-fff"; the greater id wins.
+    for (h, v) in [("bbb", "b"), ("fff", "f")] {
+        replicate(
+            &db,
+            json!({"_id":"a","_rev":format!("2-{h}"),"_revisions":{"start":2,"ids":[h,h1]},"v":v}),
+        )
+        .unwrap();
+    }
+    assert_eq!(leaves(&db, "a"), ["2-fff", "2-bbb"]);
+    let opts = ReadOpts {
+        conflicts: true,
+        ..Default::default()
+    };
+    let doc = db.get("a", None, &opts).unwrap();
+    assert_eq!(doc["_rev"], "2-fff");
+    assert_eq!(doc["_conflicts"], json!(["2-bbb"]));
+    // Deleting the winner promotes the other branch.
+    let del = put(&db, json!({"_id":"a","_rev":"2-fff","_deleted":true})).unwrap();
+    assert!(del.starts_with("3-"));
+    let doc = db.get("a", None, &opts).unwrap();
+    assert_eq!(doc["_rev"], "2-bbb");
+    assert!(doc.get("_conflicts").is_none());
+    let dc = db
+        .get("a", None, &ReadOpts { deleted_conflicts: true, ..Default::default() })
+        .unwrap();
+    assert_eq!(dc["_deleted_conflicts"], json!([del]));
+    assert_eq!(db.info().unwrap().doc_count, 1);
+    // Deleting the last live branch deletes the doc.
+    put(&db, json!({"_id":"a","_rev":"2-bbb","_deleted":true})).unwrap();
+    assert!(matches!(
+        db.get("a", None, &ReadOpts::default()),
+        Err(StoreError::NotFound("deleted"))
+    ));
+    let info = db.info().unwrap();
+    assert_eq!((info.doc_count, info.doc_del_count), (0, 1));
+}
+
+#[test]
+fn replicated_write_of_present_revision_is_a_no_op() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let doc = json!({"_id":"x","_rev":"2-b","_revisions":{"start":2,"ids":["b","a"]},"k":1});
+    replicate(&db, doc.clone()).unwrap();
+    let seq = db.info().unwrap().update_seq;
+    assert_eq!(replicate(&db, doc).unwrap(), "2-b");
+    // Also an ancestor alone.
+    replicate(&db, json!({"_id":"x","_rev":"1-a"})).unwrap();
+    assert_eq!(db.info().unwrap().update_seq, seq);
+    assert_eq!(change_ids(&db, 0).len(), 1);
+}
+
+#[test]
+fn changes_list_each_doc_once_in_seq_order() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let ra = put(&db, json!({"_id":"a"})).unwrap();
+    put(&db, json!({"_id":"b"})).unwrap();
+    put(&db, json!({"_id":"c"})).unwrap();
+    put(&db, json!({"_id":"a","_rev":ra,"n":2})).unwrap();
+    let ids: Vec<String> = change_ids(&db, 0).into_iter().map(|(_, id)| id).collect();
+    assert_eq!(ids, ["b", "c", "a"]);
+    let seqs: Vec<u64> = change_ids(&db, 0).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(seqs, [2, 3, 4]);
+    assert_eq!(change_ids(&db, 3), [(4, "a".to_owned())]);
+    let desc: Vec<String> = db.changes(0, true).map(|c| c.unwrap().id).collect();
+    assert_eq!(desc, ["a", "c", "b"]);
+}
+
+#[test]
+fn new_doc_after_delete_extends_the_tombstone() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let r1 = put(&db, json!({"_id":"a"})).unwrap();
+    let r2 = put(&db, json!({"_id":"a","_rev":r1,"_deleted":true})).unwrap();
+    let r3 = put(&db, json!({"_id":"a","again":true})).unwrap();
+    assert!(r2.starts_with("2-") && r3.starts_with("3-"));
+    let doc = db
+        .get("a", None, &ReadOpts { revs: true, ..Default::default() })
+        .unwrap();
+    assert_eq!(doc["_revisions"]["start"], 3);
+    assert_eq!(doc["_revisions"]["ids"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn same_edit_twice_gets_same_rev_id() {
+    let (_d, s) = store();
+    let a = s.create_db("a").unwrap();
+    let b = s.create_db("b").unwrap();
+    let ra = put(&a, json!({"_id":"x","k":[1,2],"o":{"p":1,"q":2}})).unwrap();
+    let rb = put(&b, json!({"_id":"x","o":{"q":2,"p":1},"k":[1,2]})).unwrap();
+    assert_eq!(ra, rb);
+}
+
+#[test]
+fn purge_removes_leaf_and_doc_without_a_deletion() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let ra = put(&db, json!({"_id":"a","v":1})).unwrap();
+    put(&db, json!({"_id":"b","v":1})).unwrap();
+    replicate(&db, json!({"_id":"b","_rev":"1-zzz","v":2})).unwrap();
+    let seq_before = db.info().unwrap().update_seq;
+
+    let (purge_seq, purged) = db
+        .purge(vec![
+            ("a".into(), vec![Rev::parse(&ra).unwrap()]),
+            ("b".into(), vec![Rev::parse("1-zzz").unwrap(), Rev::parse("9-nope").unwrap()]),
+        ])
+        .unwrap();
+    assert_eq!(purge_seq, 2);
+    assert_eq!(purged[0].1, vec![Rev::parse(&ra).unwrap()]);
+    assert_eq!(purged[1].1, vec![Rev::parse("1-zzz").unwrap()]);
+
+    assert_eq!(all_doc_ids(&db), ["b"]);
+    assert!(matches!(db.record("a").unwrap(), None));
+    // `a` vanished from the feed (no deletion row); `b` moved to a new seq with one leaf.
+    let changes = change_ids(&db, 0);
+    assert_eq!(changes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert!(change_ids(&db, seq_before).iter().all(|(_, id)| id != "a"));
+    assert_eq!(leaves(&db, "b").len(), 1);
+    let info = db.info().unwrap();
+    assert_eq!((info.doc_count, info.doc_del_count, info.purge_seq), (1, 0, 2));
+    assert!(info.update_seq > seq_before);
+    assert_eq!(db.purged_infos(0).unwrap().len(), 2);
+    // The purged revision is missing again: a replicator would send it back.
+    let diff = db
+        .revs_diff(vec![("a".into(), vec![Rev::parse(&ra).unwrap()])])
+        .unwrap();
+    assert_eq!(diff.len(), 1);
+}
+
+#[test]
+fn purged_infos_are_capped() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    db.set_purged_infos_limit(3).unwrap();
+    for i in 0..6 {
+        let r = put(&db, json!({"_id": format!("d{i}")})).unwrap();
+        db.purge(vec![(format!("d{i}"), vec![Rev::parse(&r).unwrap()])])
+            .unwrap();
+    }
+    let infos = db.purged_infos(0).unwrap();
+    assert_eq!(infos.iter().map(|i| i.0).collect::<Vec<_>>(), [4, 5, 6]);
+}
+
+#[test]
+fn revs_diff_reports_missing_and_possible_ancestors() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    replicate(&db, json!({"_id":"a","_rev":"2-b","_revisions":{"start":2,"ids":["b","a"]}})).unwrap();
+    let diff = db
+        .revs_diff(vec![
+            ("a".into(), vec![Rev::parse("1-a").unwrap(), Rev::parse("3-c").unwrap()]),
+            ("new".into(), vec![Rev::parse("1-x").unwrap()]),
+            ("a2".into(), vec![]),
+        ])
+        .unwrap();
+    assert_eq!(diff.len(), 2);
+    assert_eq!(diff[0].missing, vec![Rev::parse("3-c").unwrap()]);
+    assert_eq!(diff[0].possible_ancestors, vec![Rev::parse("2-b").unwrap()]);
+    assert_eq!(diff[1].id, "new");
+    assert!(diff[1].possible_ancestors.is_empty());
+}
+
+#[test]
+fn open_revs_with_latest_and_missing() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    replicate(&db, json!({"_id":"a","_rev":"3-c","_revisions":{"start":3,"ids":["c","b","a"]}})).unwrap();
+    let opts = ReadOpts { revs: true, ..Default::default() };
+    let r = db
+        .open_revs("a", Some(&[Rev::parse("2-b").unwrap(), Rev::parse("9-z").unwrap()]), true, &opts)
+        .unwrap();
+    assert_eq!(r[0].as_ref().unwrap()["_rev"], "3-c");
+    assert_eq!(r[0].as_ref().unwrap()["_revisions"], json!({"start":3,"ids":["c","b","a"]}));
+    assert_eq!(r[1], Err("9-z".to_owned()));
+    let r = db
+        .open_revs("a", Some(&[Rev::parse("2-b").unwrap()]), false, &opts)
+        .unwrap();
+    assert_eq!(r[0], Err("2-b".to_owned()));
+    assert!(matches!(
+        db.open_revs("nope", None, false, &opts),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn revs_info_marks_available_and_missing() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let r1 = put(&db, json!({"_id":"a"})).unwrap();
+    let r2 = put(&db, json!({"_id":"a","_rev":r1,"x":1})).unwrap();
+    let doc = db
+        .get("a", None, &ReadOpts { revs_info: true, ..Default::default() })
+        .unwrap();
+    assert_eq!(
+        doc["_revs_info"],
+        json!([{"rev": r2, "status": "available"}, {"rev": r1, "status": "missing"}])
+    );
+}
+
+#[test]
+fn attachments_are_stored_once_and_shared_by_revisions() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    // "hello world" in base64.
+    let r1 = put(
+        &db,
+        json!({"_id":"a","_attachments":{"t.txt":{"content_type":"text/plain","data":"aGVsbG8gd29ybGQ="}}}),
+    )
+    .unwrap();
+    let stub = db.get("a", None, &ReadOpts::default()).unwrap();
+    let att = &stub["_attachments"]["t.txt"];
+    assert_eq!(att["stub"], true);
+    assert_eq!(att["length"], 11);
+    assert_eq!(att["revpos"], 1);
+    assert_eq!(att["digest"], "md5-XrY7u+Ae7tCTyyK7j1rNww==");
+    let size_one = db.info().unwrap().external_size;
+    // A new revision carrying the stub shares the data.
+    let r2 = put(
+        &db,
+        json!({"_id":"a","_rev":r1,"v":2,"_attachments":{"t.txt":{"stub":true}}}),
+    )
+    .unwrap();
+    let full = db
+        .get("a", None, &ReadOpts { attachments: AttMode::All, ..Default::default() })
+        .unwrap();
+    assert_eq!(full["_attachments"]["t.txt"]["data"], "aGVsbG8gd29ybGQ=");
+    assert_eq!(full["_attachments"]["t.txt"]["revpos"], 1);
+    let since = db
+        .get(
+            "a",
+            None,
+            &ReadOpts { attachments: AttMode::Since(vec![Rev::parse(&r1).unwrap()]), ..Default::default() },
+        )
+        .unwrap();
+    assert_eq!(since["_attachments"]["t.txt"]["stub"], true);
+    assert!(db.info().unwrap().external_size < size_one + 11, "data not copied");
+    let (meta, data) = db.attachment("a", None, "t.txt").unwrap();
+    assert_eq!((meta.content_type.as_str(), &data[..]), ("text/plain", &b"hello world"[..]));
+    // A stub the previous revision does not have is refused.
+    assert!(matches!(
+        put(&db, json!({"_id":"a","_rev":r2,"_attachments":{"nope":{"stub":true}}})),
+        Err(DocError::MissingStub(_))
+    ));
+    // Dropping the attachment leaves data that compaction reclaims.
+    put(&db, json!({"_id":"a","_rev":r2})).unwrap();
+    assert_eq!(db.compact().unwrap(), 1);
+}
+
+#[test]
+fn replicated_attachment_stub_resolves_against_existing_leaf() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    replicate(
+        &db,
+        json!({"_id":"a","_rev":"1-a","_attachments":{"f":{"content_type":"text/plain","data":"aGk=","revpos":1}}}),
+    )
+    .unwrap();
+    let digest = db.get("a", None, &ReadOpts::default()).unwrap()["_attachments"]["f"]["digest"].clone();
+    replicate(
+        &db,
+        json!({"_id":"a","_rev":"2-b","_revisions":{"start":2,"ids":["b","a"]},
+               "_attachments":{"f":{"stub":true,"digest":digest,"revpos":1}}}),
+    )
+    .unwrap();
+    let (_, data) = db.attachment("a", None, "f").unwrap();
+    assert_eq!(&data[..], b"hi");
+    assert!(matches!(
+        replicate(&db, json!({"_id":"z","_rev":"1-z","_attachments":{"f":{"stub":true,"digest":"md5-x"}}})),
+        Err(DocError::MissingStub(_))
+    ));
+}
+
+#[test]
+fn revs_limit_stems_old_ancestors() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    db.set_revs_limit(3).unwrap();
+    let mut rev = put(&db, json!({"_id":"a","n":0})).unwrap();
+    for n in 1..6 {
+        rev = put(&db, json!({"_id":"a","_rev":rev,"n":n})).unwrap();
+    }
+    let doc = db
+        .get("a", None, &ReadOpts { revs: true, ..Default::default() })
+        .unwrap();
+    assert_eq!(doc["_revisions"]["start"], 6);
+    assert_eq!(doc["_revisions"]["ids"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn local_docs_are_versioned_by_counter_and_never_in_changes() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    assert_eq!(put(&db, json!({"_id":"_local/cp","seq":1})).unwrap(), "0-1");
+    assert_eq!(put(&db, json!({"_id":"_local/cp","seq":2})), Err(DocError::Conflict));
+    assert_eq!(
+        put(&db, json!({"_id":"_local/cp","_rev":"0-1","seq":2})).unwrap(),
+        "0-2"
+    );
+    assert_eq!(db.get_local("_local/cp").unwrap().unwrap()["seq"], 2);
+    assert!(change_ids(&db, 0).is_empty());
+    assert_eq!(db.info().unwrap().update_seq, 0);
+    put(&db, json!({"_id":"_local/cp","_rev":"0-2","_deleted":true})).unwrap();
+    assert!(db.get_local("_local/cp").unwrap().is_none());
+}
+
+#[test]
+fn bad_documents_fail_alone_and_write_nothing() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let out = db
+        .bulk_docs(
+            vec![
+                json!({"_id":"ok"}),
+                json!("not an object"),
+                json!({"_id":"_bad"}),
+                json!({"_id":"r","_rev":"garbage"}),
+                json!({"_id":"v","_weird":1}),
+                json!({"_id":"m","_rev":"2-x","_revisions":{"start":2,"ids":["y","z"]}}),
+            ],
+            true,
+        )
+        .unwrap();
+    assert!(out[0].result.is_ok());
+    let tags: Vec<&str> = out[1..]
+        .iter()
+        .map(|o| o.result.as_ref().unwrap_err().error_tag())
+        .collect();
+    assert_eq!(tags, ["bad_request", "bad_request", "bad_request", "doc_validation", "bad_request"]);
+    assert_eq!(all_doc_ids(&db), ["ok"]);
+    assert_eq!(db.info().unwrap().update_seq, 1);
+}
+
+#[test]
+fn server_generates_ids_for_docs_without_one() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let out = db.bulk_docs(vec![json!({"a":1}), json!({"a":2})], true).unwrap();
+    assert_eq!(out[0].id.len(), 32);
+    assert_ne!(out[0].id, out[1].id);
+}
+
+#[test]
+fn databases_are_isolated_recreated_fresh_and_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let uuid;
+    {
+        let s = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        uuid = s.uuid().to_owned();
+        let a = s.create_db("a").unwrap();
+        put(&a, json!({"_id":"x"})).unwrap();
+        assert!(matches!(s.create_db("a"), Err(StoreError::DbExists)));
+        assert!(matches!(s.create_db("Bad"), Err(StoreError::IllegalDbName(_))));
+        let b = s.create_db("b").unwrap();
+        put(&b, json!({"_id":"y"})).unwrap();
+        s.delete_db("b").unwrap();
+        assert!(matches!(s.db("b"), Err(StoreError::DbNotFound)));
+        // Writes through a handle of a deleted database fail instead of resurrecting it.
+        assert!(b.bulk_docs(vec![json!({"_id":"z"})], true).is_err());
+        let b2 = s.create_db("b").unwrap();
+        assert_eq!(b2.info().unwrap().doc_count, 0);
+        assert_ne!(b2.instance_start_time(), "");
+    }
+    let s = Store::open(&StoreConfig::new(dir.path())).unwrap();
+    assert_eq!(s.uuid(), uuid);
+    assert_eq!(s.all_dbs().unwrap(), ["a", "b"]);
+    let a = s.db("a").unwrap();
+    assert_eq!(a.info().unwrap().doc_count, 1);
+    assert_eq!(a.info().unwrap().update_seq, 1);
+}
+
+#[test]
+fn all_docs_order_and_ranges() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    for id in ["b", "a", "c", "B"] {
+        put(&db, json!({"_id": id})).unwrap();
+    }
+    assert_eq!(all_doc_ids(&db), ["B", "a", "b", "c"]);
+    let from_b: Vec<String> = db.docs_from("b", false).map(|r| r.unwrap().0).collect();
+    assert_eq!(from_b, ["b", "c"]);
+    let desc_b: Vec<String> = db.docs_from("b", true).map(|r| r.unwrap().0).collect();
+    assert_eq!(desc_b, ["b", "a", "B"]);
+    let desc_all: Vec<String> = db.docs_from("", true).map(|r| r.unwrap().0).collect();
+    assert_eq!(desc_all, ["c", "b", "a", "B"]);
+}
+
+#[test]
+fn concurrent_writers_all_land_and_share_flushes() {
+    let (_d, s) = store();
+    let db: Arc<Database> = s.create_db("db").unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    db.bulk_docs(vec![json!({"_id": format!("{t}-{i}")})], true)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let info = db.info().unwrap();
+    assert_eq!((info.doc_count, info.update_seq), (200, 200));
+    assert_eq!(change_ids(&db, 0).len(), 200);
+}
