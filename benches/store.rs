@@ -1,1 +1,78 @@
-fn main() {}
+//! Store benchmark (run by `make bench`): batch-write throughput for 1 KiB docs in batches of
+//! 1000, changes-read throughput (ids only, and with bodies as `include_docs` needs them), and
+//! bytes on disk per 100k docs. Prints one markdown table.
+
+use std::time::Instant;
+
+use serde_json::json;
+use settee::store::{ReadOpts, Store, StoreConfig};
+
+const DOCS: usize = 100_000;
+const BATCH: usize = 1000;
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&StoreConfig::new(dir.path())).expect("open");
+    let db = store.create_db("bench").expect("create");
+    let pad = "x".repeat(1024 - 80);
+
+    let t = Instant::now();
+    for b in 0..DOCS / BATCH {
+        let docs = (0..BATCH)
+            .map(|i| json!({"_id": format!("doc-{b:05}-{i:04}"), "type": "item", "n": i, "pad": pad}))
+            .collect();
+        for o in db.bulk_docs(docs, true).expect("write") {
+            o.result.expect("doc written");
+        }
+    }
+    let write = DOCS as f64 / t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut n = 0;
+    for c in db.changes(0, false) {
+        c.expect("change");
+        n += 1;
+    }
+    let changes_ids = n as f64 / t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut bytes = 0usize;
+    for c in db.changes(0, false) {
+        let c = c.expect("change");
+        let w = c.record.tree.winner().expect("winner");
+        let doc = db
+            .doc_json(&c.id, &c.record, w, &ReadOpts::default())
+            .expect("doc");
+        bytes += serde_json::to_vec(&doc).expect("json").len();
+    }
+    let changes_docs = n as f64 / t.elapsed().as_secs_f64();
+    assert!(bytes > DOCS * 1000);
+
+    store.flush().expect("flush");
+    let on_disk = dir_size(dir.path());
+
+    println!("| store benchmark ({DOCS} docs of 1 KiB) | value |");
+    println!("|---|---|");
+    println!("| batch write, batches of {BATCH}, flushed | {write:.0} docs/s |");
+    println!("| changes read, ids + leaf revs | {changes_ids:.0} docs/s |");
+    println!("| changes read with doc bodies | {changes_docs:.0} docs/s |");
+    println!(
+        "| bytes on disk per 100k docs | {:.1} MiB |",
+        on_disk as f64 * (100_000.0 / DOCS as f64) / (1024.0 * 1024.0)
+    );
+    println!("| group-commit flushes | {} |", store.flushes());
+}

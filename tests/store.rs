@@ -1,9 +1,7 @@
 //! The store's rules, exercised through its public API on a real sled directory.
 
 use serde_json::{json, Value};
-use settee::store::{
-    AttMode, Database, DocError, ReadOpts, Rev, Store, StoreConfig, StoreError,
-};
+use settee::store::{AttMode, Database, DocError, ReadOpts, Rev, Store, StoreConfig, StoreError};
 use std::sync::Arc;
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -52,7 +50,10 @@ fn create_update_and_conflict() {
     let r1 = put(&db, json!({"_id": "a", "v": 1})).unwrap();
     assert!(r1.starts_with("1-"));
     // A second create without _rev is a conflict.
-    assert_eq!(put(&db, json!({"_id": "a", "v": 2})), Err(DocError::Conflict));
+    assert_eq!(
+        put(&db, json!({"_id": "a", "v": 2})),
+        Err(DocError::Conflict)
+    );
     let r2 = put(&db, json!({"_id": "a", "_rev": r1, "v": 2})).unwrap();
     assert!(r2.starts_with("2-"));
     // Editing a revision that is no longer a leaf is a conflict.
@@ -95,7 +96,14 @@ fn replicated_conflict_picks_couchdb_winner_and_delete_promotes_other_branch() {
     assert_eq!(doc["_rev"], "2-bbb");
     assert!(doc.get("_conflicts").is_none());
     let dc = db
-        .get("a", None, &ReadOpts { deleted_conflicts: true, ..Default::default() })
+        .get(
+            "a",
+            None,
+            &ReadOpts {
+                deleted_conflicts: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(dc["_deleted_conflicts"], json!([del]));
     assert_eq!(db.info().unwrap().doc_count, 1);
@@ -149,7 +157,14 @@ fn new_doc_after_delete_extends_the_tombstone() {
     let r3 = put(&db, json!({"_id":"a","again":true})).unwrap();
     assert!(r2.starts_with("2-") && r3.starts_with("3-"));
     let doc = db
-        .get("a", None, &ReadOpts { revs: true, ..Default::default() })
+        .get(
+            "a",
+            None,
+            &ReadOpts {
+                revs: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(doc["_revisions"]["start"], 3);
     assert_eq!(doc["_revisions"]["ids"].as_array().unwrap().len(), 3);
@@ -177,7 +192,10 @@ fn purge_removes_leaf_and_doc_without_a_deletion() {
     let (purge_seq, purged) = db
         .purge(vec![
             ("a".into(), vec![Rev::parse(&ra).unwrap()]),
-            ("b".into(), vec![Rev::parse("1-zzz").unwrap(), Rev::parse("9-nope").unwrap()]),
+            (
+                "b".into(),
+                vec![Rev::parse("1-zzz").unwrap(), Rev::parse("9-nope").unwrap()],
+            ),
         ])
         .unwrap();
     assert_eq!(purge_seq, 2);
@@ -185,14 +203,20 @@ fn purge_removes_leaf_and_doc_without_a_deletion() {
     assert_eq!(purged[1].1, vec![Rev::parse("1-zzz").unwrap()]);
 
     assert_eq!(all_doc_ids(&db), ["b"]);
-    assert!(matches!(db.record("a").unwrap(), None));
+    assert!(db.record("a").unwrap().is_none());
     // `a` vanished from the feed (no deletion row); `b` moved to a new seq with one leaf.
     let changes = change_ids(&db, 0);
-    assert_eq!(changes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert_eq!(
+        changes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
     assert!(change_ids(&db, seq_before).iter().all(|(_, id)| id != "a"));
     assert_eq!(leaves(&db, "b").len(), 1);
     let info = db.info().unwrap();
-    assert_eq!((info.doc_count, info.doc_del_count, info.purge_seq), (1, 0, 2));
+    assert_eq!(
+        (info.doc_count, info.doc_del_count, info.purge_seq),
+        (1, 0, 2)
+    );
     assert!(info.update_seq > seq_before);
     assert_eq!(db.purged_infos(0).unwrap().len(), 2);
     // The purged revision is missing again: a replicator would send it back.
@@ -220,10 +244,17 @@ fn purged_infos_are_capped() {
 fn revs_diff_reports_missing_and_possible_ancestors() {
     let (_d, s) = store();
     let db = s.create_db("db").unwrap();
-    replicate(&db, json!({"_id":"a","_rev":"2-b","_revisions":{"start":2,"ids":["b","a"]}})).unwrap();
+    replicate(
+        &db,
+        json!({"_id":"a","_rev":"2-b","_revisions":{"start":2,"ids":["b","a"]}}),
+    )
+    .unwrap();
     let diff = db
         .revs_diff(vec![
-            ("a".into(), vec![Rev::parse("1-a").unwrap(), Rev::parse("3-c").unwrap()]),
+            (
+                "a".into(),
+                vec![Rev::parse("1-a").unwrap(), Rev::parse("3-c").unwrap()],
+            ),
             ("new".into(), vec![Rev::parse("1-x").unwrap()]),
             ("a2".into(), vec![]),
         ])
@@ -239,13 +270,28 @@ fn revs_diff_reports_missing_and_possible_ancestors() {
 fn open_revs_with_latest_and_missing() {
     let (_d, s) = store();
     let db = s.create_db("db").unwrap();
-    replicate(&db, json!({"_id":"a","_rev":"3-c","_revisions":{"start":3,"ids":["c","b","a"]}})).unwrap();
-    let opts = ReadOpts { revs: true, ..Default::default() };
+    replicate(
+        &db,
+        json!({"_id":"a","_rev":"3-c","_revisions":{"start":3,"ids":["c","b","a"]}}),
+    )
+    .unwrap();
+    let opts = ReadOpts {
+        revs: true,
+        ..Default::default()
+    };
     let r = db
-        .open_revs("a", Some(&[Rev::parse("2-b").unwrap(), Rev::parse("9-z").unwrap()]), true, &opts)
+        .open_revs(
+            "a",
+            Some(&[Rev::parse("2-b").unwrap(), Rev::parse("9-z").unwrap()]),
+            true,
+            &opts,
+        )
         .unwrap();
     assert_eq!(r[0].as_ref().unwrap()["_rev"], "3-c");
-    assert_eq!(r[0].as_ref().unwrap()["_revisions"], json!({"start":3,"ids":["c","b","a"]}));
+    assert_eq!(
+        r[0].as_ref().unwrap()["_revisions"],
+        json!({"start":3,"ids":["c","b","a"]})
+    );
     assert_eq!(r[1], Err("9-z".to_owned()));
     let r = db
         .open_revs("a", Some(&[Rev::parse("2-b").unwrap()]), false, &opts)
@@ -264,7 +310,14 @@ fn revs_info_marks_available_and_missing() {
     let r1 = put(&db, json!({"_id":"a"})).unwrap();
     let r2 = put(&db, json!({"_id":"a","_rev":r1,"x":1})).unwrap();
     let doc = db
-        .get("a", None, &ReadOpts { revs_info: true, ..Default::default() })
+        .get(
+            "a",
+            None,
+            &ReadOpts {
+                revs_info: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(
         doc["_revs_info"],
@@ -296,7 +349,14 @@ fn attachments_are_stored_once_and_shared_by_revisions() {
     )
     .unwrap();
     let full = db
-        .get("a", None, &ReadOpts { attachments: AttMode::All, ..Default::default() })
+        .get(
+            "a",
+            None,
+            &ReadOpts {
+                attachments: AttMode::All,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(full["_attachments"]["t.txt"]["data"], "aGVsbG8gd29ybGQ=");
     assert_eq!(full["_attachments"]["t.txt"]["revpos"], 1);
@@ -304,16 +364,28 @@ fn attachments_are_stored_once_and_shared_by_revisions() {
         .get(
             "a",
             None,
-            &ReadOpts { attachments: AttMode::Since(vec![Rev::parse(&r1).unwrap()]), ..Default::default() },
+            &ReadOpts {
+                attachments: AttMode::Since(vec![Rev::parse(&r1).unwrap()]),
+                ..Default::default()
+            },
         )
         .unwrap();
     assert_eq!(since["_attachments"]["t.txt"]["stub"], true);
-    assert!(db.info().unwrap().external_size < size_one + 11, "data not copied");
+    assert!(
+        db.info().unwrap().external_size < size_one + 11,
+        "data not copied"
+    );
     let (meta, data) = db.attachment("a", None, "t.txt").unwrap();
-    assert_eq!((meta.content_type.as_str(), &data[..]), ("text/plain", &b"hello world"[..]));
+    assert_eq!(
+        (meta.content_type.as_str(), &data[..]),
+        ("text/plain", &b"hello world"[..])
+    );
     // A stub the previous revision does not have is refused.
     assert!(matches!(
-        put(&db, json!({"_id":"a","_rev":r2,"_attachments":{"nope":{"stub":true}}})),
+        put(
+            &db,
+            json!({"_id":"a","_rev":r2,"_attachments":{"nope":{"stub":true}}})
+        ),
         Err(DocError::MissingStub(_))
     ));
     // Dropping the attachment leaves data that compaction reclaims.
@@ -330,7 +402,8 @@ fn replicated_attachment_stub_resolves_against_existing_leaf() {
         json!({"_id":"a","_rev":"1-a","_attachments":{"f":{"content_type":"text/plain","data":"aGk=","revpos":1}}}),
     )
     .unwrap();
-    let digest = db.get("a", None, &ReadOpts::default()).unwrap()["_attachments"]["f"]["digest"].clone();
+    let digest =
+        db.get("a", None, &ReadOpts::default()).unwrap()["_attachments"]["f"]["digest"].clone();
     replicate(
         &db,
         json!({"_id":"a","_rev":"2-b","_revisions":{"start":2,"ids":["b","a"]},
@@ -340,7 +413,10 @@ fn replicated_attachment_stub_resolves_against_existing_leaf() {
     let (_, data) = db.attachment("a", None, "f").unwrap();
     assert_eq!(&data[..], b"hi");
     assert!(matches!(
-        replicate(&db, json!({"_id":"z","_rev":"1-z","_attachments":{"f":{"stub":true,"digest":"md5-x"}}})),
+        replicate(
+            &db,
+            json!({"_id":"z","_rev":"1-z","_attachments":{"f":{"stub":true,"digest":"md5-x"}}})
+        ),
         Err(DocError::MissingStub(_))
     ));
 }
@@ -355,7 +431,14 @@ fn revs_limit_stems_old_ancestors() {
         rev = put(&db, json!({"_id":"a","_rev":rev,"n":n})).unwrap();
     }
     let doc = db
-        .get("a", None, &ReadOpts { revs: true, ..Default::default() })
+        .get(
+            "a",
+            None,
+            &ReadOpts {
+                revs: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(doc["_revisions"]["start"], 6);
     assert_eq!(doc["_revisions"]["ids"].as_array().unwrap().len(), 3);
@@ -366,7 +449,10 @@ fn local_docs_are_versioned_by_counter_and_never_in_changes() {
     let (_d, s) = store();
     let db = s.create_db("db").unwrap();
     assert_eq!(put(&db, json!({"_id":"_local/cp","seq":1})).unwrap(), "0-1");
-    assert_eq!(put(&db, json!({"_id":"_local/cp","seq":2})), Err(DocError::Conflict));
+    assert_eq!(
+        put(&db, json!({"_id":"_local/cp","seq":2})),
+        Err(DocError::Conflict)
+    );
     assert_eq!(
         put(&db, json!({"_id":"_local/cp","_rev":"0-1","seq":2})).unwrap(),
         "0-2"
@@ -400,7 +486,16 @@ fn bad_documents_fail_alone_and_write_nothing() {
         .iter()
         .map(|o| o.result.as_ref().unwrap_err().error_tag())
         .collect();
-    assert_eq!(tags, ["bad_request", "bad_request", "bad_request", "doc_validation", "bad_request"]);
+    assert_eq!(
+        tags,
+        [
+            "bad_request",
+            "bad_request",
+            "bad_request",
+            "doc_validation",
+            "bad_request"
+        ]
+    );
     assert_eq!(all_doc_ids(&db), ["ok"]);
     assert_eq!(db.info().unwrap().update_seq, 1);
 }
@@ -409,7 +504,9 @@ fn bad_documents_fail_alone_and_write_nothing() {
 fn server_generates_ids_for_docs_without_one() {
     let (_d, s) = store();
     let db = s.create_db("db").unwrap();
-    let out = db.bulk_docs(vec![json!({"a":1}), json!({"a":2})], true).unwrap();
+    let out = db
+        .bulk_docs(vec![json!({"a":1}), json!({"a":2})], true)
+        .unwrap();
     assert_eq!(out[0].id.len(), 32);
     assert_ne!(out[0].id, out[1].id);
 }
@@ -424,7 +521,10 @@ fn databases_are_isolated_recreated_fresh_and_persist() {
         let a = s.create_db("a").unwrap();
         put(&a, json!({"_id":"x"})).unwrap();
         assert!(matches!(s.create_db("a"), Err(StoreError::DbExists)));
-        assert!(matches!(s.create_db("Bad"), Err(StoreError::IllegalDbName(_))));
+        assert!(matches!(
+            s.create_db("Bad"),
+            Err(StoreError::IllegalDbName(_))
+        ));
         let b = s.create_db("b").unwrap();
         put(&b, json!({"_id":"y"})).unwrap();
         s.delete_db("b").unwrap();

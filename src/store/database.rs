@@ -96,6 +96,9 @@ pub struct ReadOpts {
     pub attachments: AttMode,
 }
 
+/// A document id with some of its revisions (purge requests and answers).
+pub type IdRevs = (String, Vec<Rev>);
+
 /// One row of `_revs_diff`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RevsDiff {
@@ -295,10 +298,7 @@ impl Database {
         let rec = self.record(id)?.ok_or(StoreError::NotFound("missing"))?;
         let idx = match rev {
             None => {
-                let w = rec
-                    .tree
-                    .winner()
-                    .ok_or(StoreError::NotFound("missing"))?;
+                let w = rec.tree.winner().ok_or(StoreError::NotFound("missing"))?;
                 if rec.tree.node(w).deleted {
                     return Err(StoreError::NotFound("deleted"));
                 }
@@ -333,7 +333,9 @@ impl Database {
             (Some(revs), rec) => {
                 let mut seen = HashSet::new();
                 for r in revs {
-                    let found = rec.as_ref().and_then(|rec| rec.tree.find(r).map(|i| (rec, i)));
+                    let found = rec
+                        .as_ref()
+                        .and_then(|rec| rec.tree.find(r).map(|i| (rec, i)));
                     match found {
                         Some((rec, i)) if rec.tree.is_leaf(i) => {
                             if seen.insert(i) {
@@ -356,7 +358,13 @@ impl Database {
     }
 
     /// Builds the JSON CouchDB returns for one leaf revision.
-    pub fn doc_json(&self, id: &str, rec: &DocRecord, idx: usize, opts: &ReadOpts) -> Result<Value> {
+    pub fn doc_json(
+        &self,
+        id: &str,
+        rec: &DocRecord,
+        idx: usize,
+        opts: &ReadOpts,
+    ) -> Result<Value> {
         let tree = &rec.tree;
         let node = tree.node(idx);
         let mut body = self.body(id, &node.rev)?;
@@ -374,7 +382,13 @@ impl Database {
                 AttMode::All => None,
                 AttMode::Since(revs) => {
                     let path = tree.path(idx);
-                    Some(revs.iter().filter(|r| path.contains(r)).map(|r| r.pos).max().unwrap_or(0))
+                    Some(
+                        revs.iter()
+                            .filter(|r| path.contains(r))
+                            .map(|r| r.pos)
+                            .max()
+                            .unwrap_or(0),
+                    )
                 }
             };
             for (_, att) in atts.iter_mut() {
@@ -431,7 +445,10 @@ impl Database {
         if opts.revs {
             let path = tree.path(idx);
             let ids: Vec<&str> = path.iter().map(|r| r.hash.as_str()).collect();
-            m.insert("_revisions".into(), json!({"start": node.rev.pos, "ids": ids}));
+            m.insert(
+                "_revisions".into(),
+                json!({"start": node.rev.pos, "ids": ids}),
+            );
         }
         Ok(Value::Object(m))
     }
@@ -449,7 +466,12 @@ impl Database {
     }
 
     /// `GET /db/doc/att`: the attachment's metadata and bytes, from the winner or a given rev.
-    pub fn attachment(&self, id: &str, rev: Option<&Rev>, name: &str) -> Result<(AttMeta, sled::IVec)> {
+    pub fn attachment(
+        &self,
+        id: &str,
+        rev: Option<&Rev>,
+        name: &str,
+    ) -> Result<(AttMeta, sled::IVec)> {
         let doc = self.get(id, rev, &ReadOpts::default())?;
         let att = doc
             .get("_attachments")
@@ -461,7 +483,11 @@ impl Database {
                 .and_then(Value::as_str)
                 .unwrap_or("application/octet-stream")
                 .to_owned(),
-            digest: att.get("digest").and_then(Value::as_str).unwrap_or("").to_owned(),
+            digest: att
+                .get("digest")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
             length: att.get("length").and_then(Value::as_u64).unwrap_or(0),
             revpos: att.get("revpos").and_then(Value::as_u64).unwrap_or(0),
         };
@@ -508,7 +534,11 @@ impl Database {
             .tree
             .range(codec::seq_key(since.saturating_add(1))..=codec::seq_key(u64::MAX));
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if descending {
-            Box::new(self.tree.range(codec::seq_key(0)..=codec::seq_key(u64::MAX)).rev())
+            Box::new(
+                self.tree
+                    .range(codec::seq_key(0)..=codec::seq_key(u64::MAX))
+                    .rev(),
+            )
         } else {
             Box::new(range)
         };
@@ -556,9 +586,11 @@ impl Database {
 
     pub fn get_local(&self, id: &str) -> Result<Option<Value>> {
         match self.tree.get(codec::local_key(id))? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|_| {
-                StoreError::Corrupt(format!("local doc {id}"))
-            })?)),
+            Some(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).map_err(|_| {
+                    StoreError::Corrupt(format!("local doc {id}"))
+                })?))
+            }
             None => Ok(None),
         }
     }
@@ -567,7 +599,7 @@ impl Database {
 
     /// Removes the given leaf revisions as if they had never been written. Returns the new
     /// purge sequence and, per id, the revisions actually purged.
-    pub fn purge(&self, req: Vec<(String, Vec<Rev>)>) -> Result<(u64, Vec<(String, Vec<Rev>)>)> {
+    pub fn purge(&self, req: Vec<(String, Vec<Rev>)>) -> Result<(u64, Vec<IdRevs>)> {
         let mut meta = self.lock()?;
         let mut w = Writer::new(self, meta.clone());
         let mut out = Vec::with_capacity(req.len());
@@ -635,9 +667,11 @@ impl Database {
     /// The `_security` object, if one was ever set.
     pub fn security(&self) -> Result<Option<Value>> {
         match self.tree.get(codec::meta_key("security"))? {
-            Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|_| {
-                StoreError::Corrupt("security object".into())
-            })?)),
+            Some(b) => {
+                Ok(Some(serde_json::from_slice(&b).map_err(|_| {
+                    StoreError::Corrupt("security object".into())
+                })?))
+            }
             None => Ok(None),
         }
     }
@@ -894,8 +928,9 @@ impl<'a> Writer<'a> {
         // Stubs may refer to any attachment a current leaf has.
         let mut leaf_atts = Vec::new();
         for i in tree.leaves() {
-            if let Some(Value::Object(a)) =
-                self.body(&upd.id, &tree.node(i).rev)?.shift_remove("_attachments")
+            if let Some(Value::Object(a)) = self
+                .body(&upd.id, &tree.node(i).rev)?
+                .shift_remove("_attachments")
             {
                 leaf_atts.push(a);
             }
@@ -904,7 +939,9 @@ impl<'a> Writer<'a> {
         let found = |name: &str, digest: Option<&str>| {
             leaf_atts.iter().find_map(|atts| {
                 atts.get(name)
-                    .filter(|a| digest.is_none_or(|d| a.get("digest").and_then(Value::as_str) == Some(d)))
+                    .filter(|a| {
+                        digest.is_none_or(|d| a.get("digest").and_then(Value::as_str) == Some(d))
+                    })
                     .cloned()
             })
         };
@@ -915,11 +952,19 @@ impl<'a> Writer<'a> {
             Ok(None) => {}
             Err(e) => return Ok(Err(e)),
         }
-        let before: Vec<Rev> = tree.leaves().into_iter().map(|i| tree.node(i).rev.clone()).collect();
+        let before: Vec<Rev> = tree
+            .leaves()
+            .into_iter()
+            .map(|i| tree.node(i).rev.clone())
+            .collect();
         if tree.merge_path(&path, upd.deleted) == Merge::AlreadyPresent {
             return Ok(Ok(rev.to_string()));
         }
-        let after: HashSet<Rev> = tree.leaves().into_iter().map(|i| tree.node(i).rev.clone()).collect();
+        let after: HashSet<Rev> = tree
+            .leaves()
+            .into_iter()
+            .map(|i| tree.node(i).rev.clone())
+            .collect();
         for old in before.iter().filter(|r| !after.contains(r)) {
             self.remove_body(&upd.id, old)?;
         }
@@ -1039,7 +1084,9 @@ impl<'a> Writer<'a> {
         let mut batch = sled::Batch::default();
         let mut purged_whole = 0;
         for id in std::mem::take(&mut self.order) {
-            let Some(st) = self.docs.get_mut(&id) else { continue };
+            let Some(st) = self.docs.get_mut(&id) else {
+                continue;
+            };
             let (was, was_deleted) = match &st.original {
                 Some(r) => (true, r.tree.is_deleted()),
                 None => (false, false),
@@ -1088,7 +1135,10 @@ impl<'a> Writer<'a> {
         }
         for (id, doc) in self.locals.drain() {
             match doc {
-                Some(d) => batch.insert(codec::local_key(&id), serde_json::to_vec(&d).unwrap_or_default()),
+                Some(d) => batch.insert(
+                    codec::local_key(&id),
+                    serde_json::to_vec(&d).unwrap_or_default(),
+                ),
                 None => batch.remove(codec::local_key(&id)),
             }
         }
@@ -1101,7 +1151,11 @@ impl<'a> Writer<'a> {
                 );
             }
             // Keep at most `purged_infos_limit` purge infos.
-            let keep_from = self.meta.purge_seq.saturating_sub(self.meta.purged_infos_limit) + 1;
+            let keep_from = self
+                .meta
+                .purge_seq
+                .saturating_sub(self.meta.purged_infos_limit)
+                + 1;
             for kv in self
                 .db
                 .tree

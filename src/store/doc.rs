@@ -74,7 +74,9 @@ impl DocUpdate {
     /// (a server-generated id for `POST /db`, or the id from the URL for `PUT`).
     pub fn from_json(doc: Value, default_id: Option<String>) -> Result<DocUpdate, DocError> {
         let Value::Object(mut map) = doc else {
-            return Err(DocError::BadRequest("Document must be a JSON object".into()));
+            return Err(DocError::BadRequest(
+                "Document must be a JSON object".into(),
+            ));
         };
         let id = match map.shift_remove("_id") {
             Some(Value::String(s)) => s,

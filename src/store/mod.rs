@@ -20,9 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-pub use database::{
-    AttMeta, AttMode, Change, Database, DbInfo, DocOutcome, ReadOpts, RevsDiff,
-};
+pub use database::{AttMeta, AttMode, Change, Database, DbInfo, DocOutcome, ReadOpts, RevsDiff};
 pub use doc::{AttInput, DocUpdate};
 pub use durability::GroupCommit;
 pub use error::{DocError, Result, StoreError};

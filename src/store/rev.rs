@@ -116,7 +116,16 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         assert_eq!(Rev::parse("3-abc").unwrap(), Rev::new(3, "abc"));
-        for bad in ["", "3", "-abc", "0-abc", "x-abc", "3-", "+3-a", "18446744073709551616-a"] {
+        for bad in [
+            "",
+            "3",
+            "-abc",
+            "0-abc",
+            "x-abc",
+            "3-",
+            "+3-a",
+            "18446744073709551616-a",
+        ] {
             assert!(Rev::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -129,8 +138,14 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.pos, 2);
         assert_eq!(a.hash.len(), 32);
-        assert_ne!(a, Rev::for_edit(Some(&p), true, &json!({"x":1,"y":[1,{"b":2,"a":1}]})));
-        assert_ne!(a, Rev::for_edit(None, false, &json!({"x":1,"y":[1,{"b":2,"a":1}]})));
+        assert_ne!(
+            a,
+            Rev::for_edit(Some(&p), true, &json!({"x":1,"y":[1,{"b":2,"a":1}]}))
+        );
+        assert_ne!(
+            a,
+            Rev::for_edit(None, false, &json!({"x":1,"y":[1,{"b":2,"a":1}]}))
+        );
     }
 
     #[test]

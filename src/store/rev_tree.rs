@@ -303,7 +303,10 @@ mod tests {
         let mut t = RevTree::new();
         assert_eq!(t.merge_path(&path(&["2-b", "1-a"]), false), Merge::Added);
         let before = t.clone();
-        assert_eq!(t.merge_path(&path(&["2-b", "1-a"]), true), Merge::AlreadyPresent);
+        assert_eq!(
+            t.merge_path(&path(&["2-b", "1-a"]), true),
+            Merge::AlreadyPresent
+        );
         assert_eq!(t.merge_path(&path(&["1-a"]), false), Merge::AlreadyPresent);
         assert_eq!(t, before);
     }

@@ -1,0 +1,32 @@
+# settee: the two commands a new user needs are `make run` and `make test`.
+DATA ?= ./data
+BIND ?= 127.0.0.1:5984
+CARGO ?= cargo
+
+.PHONY: run build test lint unit node-deps bench clean-data
+
+run: ## build in release and start settee with its data in ./data
+	$(CARGO) build --release
+	./target/release/settee serve --data $(DATA) --bind $(BIND)
+
+build:
+	$(CARGO) build --release
+
+test: lint node-deps unit ## every test: format, lints, unit, integration, property, interop
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --all-targets
+
+node-deps: ## real peers for interop tests (PouchDB, pouchdb-server) from tests/node's lockfile
+	@if [ -f tests/node/package-lock.json ] && [ ! -d tests/node/node_modules ]; then \
+		cd tests/node && npm ci --no-audit --no-fund --loglevel=error; fi
+
+bench: node-deps ## prints one table; keep its output in BENCHMARKS.md
+	$(CARGO) bench --bench store
+
+clean-data:
+	rm -rf $(DATA)
