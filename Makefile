@@ -5,9 +5,9 @@ CARGO ?= cargo
 
 .PHONY: run build test lint unit node-deps bench clean-data
 
-run: ## build in release and start settee with its data in ./data
+run: ## build in release and open the store in ./data (serve lands with the HTTP API)
 	$(CARGO) build --release
-	./target/release/settee serve --data $(DATA) --bind $(BIND)
+	./target/release/settee inspect --data $(DATA)
 
 build:
 	$(CARGO) build --release
