@@ -19,7 +19,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --all-targets
+	$(CARGO) test
 
 node-deps: ## real peers for interop tests (PouchDB, pouchdb-server) from tests/node's lockfile
 	@if [ -f tests/node/package-lock.json ] && [ ! -d tests/node/node_modules ]; then \
