@@ -5,9 +5,9 @@ CARGO ?= cargo
 
 .PHONY: run build test lint unit node-deps bench clean-data
 
-run: ## build in release and open the store in ./data (serve lands with the HTTP API)
+run: ## build in release and start settee on http://127.0.0.1:5984 with its data in ./data
 	$(CARGO) build --release
-	./target/release/settee inspect --data $(DATA)
+	./target/release/settee serve --data $(DATA) --bind $(BIND)
 
 build:
 	$(CARGO) build --release

@@ -4,6 +4,7 @@
 //! replication and the invariants every module keeps.
 
 pub mod debug;
+pub mod http;
 pub mod logging;
 pub mod mango;
 pub mod store;

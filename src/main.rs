@@ -19,6 +19,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the CouchDB-compatible HTTP API.
+    Serve {
+        /// Data directory.
+        #[arg(long, env = "SETTEE_DATA", default_value = "data")]
+        data: PathBuf,
+        /// Address to listen on. Anything but loopback needs --admin.
+        #[arg(long, env = "SETTEE_BIND", default_value = "127.0.0.1:5984")]
+        bind: std::net::SocketAddr,
+        /// Server admin as USER:PASS. Without it only loopback clients are served ("admin party").
+        #[arg(long, env = "SETTEE_ADMIN")]
+        admin: Option<String>,
+        /// Largest request body accepted, in bytes (413 beyond).
+        #[arg(long, env = "SETTEE_MAX_BODY", default_value_t = 64 * 1024 * 1024)]
+        max_body: usize,
+    },
     /// Open the store and print the databases it holds.
     Inspect {
         /// Data directory.
@@ -39,6 +54,12 @@ fn main() -> ExitCode {
     settee::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve {
+            data,
+            bind,
+            admin,
+            max_body,
+        } => serve(data, bind, admin, max_body),
         Command::Inspect { data } => inspect(data),
         Command::CrashWriter { data, batch } => settee::debug::crash_writer(&data, batch),
     };
@@ -62,4 +83,88 @@ fn inspect(data: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+fn serve(
+    data: PathBuf,
+    bind: std::net::SocketAddr,
+    admin: Option<String>,
+    max_body: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let admin = match admin {
+        Some(a) => match a.split_once(':') {
+            Some((u, p)) if !u.is_empty() && !p.is_empty() => Some((u.to_owned(), p.to_owned())),
+            _ => return Err("--admin must be USER:PASS".into()),
+        },
+        None => None,
+    };
+    if admin.is_none() && !bind.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {bind} with no admin configured: pass --admin USER:PASS, or bind 127.0.0.1"
+        )
+        .into());
+    }
+    let store = std::sync::Arc::new(Store::open(&StoreConfig::new(&data))?);
+    for sys in settee::store::SYSTEM_DBS {
+        store.ensure_db(sys)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        // Startup lines go to stdout, which may be closed: never fail over it.
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(
+            out,
+            "settee listening on http://{addr}/ (data in {})",
+            data.display()
+        );
+        let _ = match &admin {
+            Some((user, _)) => writeln!(
+                out,
+                "log in as server admin {user:?} with the password given to --admin"
+            ),
+            None => writeln!(
+                out,
+                "admin party: no admin configured, loopback clients only"
+            ),
+        };
+        let _ = out.flush();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let cfg = settee::http::ServeConfig {
+            bind: addr,
+            admin,
+            max_body_bytes: max_body,
+        };
+        let server = tokio::spawn(settee::http::serve(listener, store.clone(), cfg, rx));
+        shutdown_signal().await;
+        let _ = tx.send(true);
+        let _ = server.await;
+        store.flush()?;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

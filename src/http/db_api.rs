@@ -1,0 +1,385 @@
+//! Database endpoints: `/{db}` and its `_`-prefixed children (`_bulk_docs`, `_bulk_get`,
+//! `_revs_diff`, `_all_docs`, `_purge`, limits, `_security`, `_ensure_full_commit`, `_compact`).
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use super::request::{json_resp, Req, Resp};
+use super::router::id_revs;
+use super::Ctx;
+use crate::store::{AttMode, Database, ReadOpts, Rev};
+
+/// Runs blocking store work (writes wait for a disk flush) off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "task failed",
+        )
+    })?
+}
+
+pub fn seq_json(seq: u64) -> Value {
+    Value::String(seq.to_string())
+}
+
+pub fn db_info_json(ctx: &Ctx, db: &Database) -> Result<Value, ApiError> {
+    let i = db.info()?;
+    Ok(json!({
+        "db_name": i.name,
+        "update_seq": seq_json(i.update_seq),
+        "purge_seq": seq_json(i.purge_seq),
+        "doc_count": i.doc_count,
+        "doc_del_count": i.doc_del_count,
+        "sizes": {"file": ctx.store.size_on_disk(), "external": i.external_size, "active": i.external_size},
+        "instance_start_time": "0",
+        "disk_format_version": 8,
+        "compact_running": false,
+        "props": {},
+        "cluster": {"q": 1, "n": 1, "w": 1, "r": 1}
+    }))
+}
+
+pub async fn database(ctx: &Arc<Ctx>, name: &str, req: &Req) -> Result<Resp, ApiError> {
+    match req.method {
+        Method::GET | Method::HEAD => {
+            let db = ctx.store.db(name)?;
+            Ok(json_resp(StatusCode::OK, &db_info_json(ctx, &db)?))
+        }
+        Method::PUT => {
+            let (store, name) = (ctx.store.clone(), name.to_owned());
+            blocking(move || Ok(store.create_db(&name)?)).await?;
+            Ok(json_resp(StatusCode::CREATED, &json!({"ok": true})))
+        }
+        Method::DELETE => {
+            let (store, name) = (ctx.store.clone(), name.to_owned());
+            blocking(move || Ok(store.delete_db(&name)?)).await?;
+            Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+        }
+        Method::POST => {
+            let db = ctx.store.db(name)?;
+            let doc = req
+                .json()?
+                .ok_or_else(|| ApiError::bad_request("Document must be a JSON object"))?;
+            let out = blocking(move || Ok(db.bulk_docs(vec![doc], true)?)).await?;
+            let o = out
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::bad_request("no document"))?;
+            let rev = o.result?;
+            Ok(json_resp(
+                StatusCode::CREATED,
+                &json!({"ok": true, "id": o.id, "rev": rev}),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed("DELETE,GET,HEAD,POST,PUT")),
+    }
+}
+
+pub async fn special(ctx: &Arc<Ctx>, name: &str, what: &str, req: &Req) -> Result<Resp, ApiError> {
+    let db = ctx.store.db(name)?;
+    match (what, &req.method) {
+        ("_bulk_docs", &Method::POST) => bulk_docs(db, req).await,
+        ("_bulk_get", &Method::POST) => bulk_get(db, req),
+        ("_revs_diff", &Method::POST) => {
+            let body = req.json_object()?;
+            let diff = db.revs_diff(id_revs(&body)?)?;
+            let mut out = Map::new();
+            for d in diff {
+                let mut row =
+                    json!({"missing": d.missing.iter().map(Rev::to_string).collect::<Vec<_>>()});
+                if !d.possible_ancestors.is_empty() {
+                    row["possible_ancestors"] = json!(d
+                        .possible_ancestors
+                        .iter()
+                        .map(Rev::to_string)
+                        .collect::<Vec<_>>());
+                }
+                out.insert(d.id, row);
+            }
+            Ok(json_resp(StatusCode::OK, &Value::Object(out)))
+        }
+        ("_all_docs", &Method::GET) | ("_all_docs", &Method::POST) => all_docs(db, req),
+        ("_ensure_full_commit", &Method::POST) => {
+            let store = ctx.store.clone();
+            blocking(move || Ok(store.flush()?)).await?;
+            Ok(json_resp(
+                StatusCode::CREATED,
+                &json!({"ok": true, "instance_start_time": "0"}),
+            ))
+        }
+        ("_purge", &Method::POST) => {
+            let body = req.json_object()?;
+            let reqs = id_revs(&body)?;
+            let (purge_seq, purged) = blocking(move || Ok(db.purge(reqs)?)).await?;
+            let purged: Map<String, Value> = purged
+                .into_iter()
+                .map(|(id, revs)| {
+                    (
+                        id,
+                        json!(revs.iter().map(Rev::to_string).collect::<Vec<_>>()),
+                    )
+                })
+                .collect();
+            Ok(json_resp(
+                StatusCode::CREATED,
+                &json!({"purge_seq": purge_seq, "purged": purged}),
+            ))
+        }
+        ("_revs_limit", &Method::GET) => Ok(json_resp(StatusCode::OK, &json!(db.revs_limit()?))),
+        ("_revs_limit", &Method::PUT) => {
+            let n = positive_int_body(req)?;
+            blocking(move || Ok(db.set_revs_limit(n)?)).await?;
+            Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+        }
+        ("_purged_infos_limit", &Method::GET) => {
+            Ok(json_resp(StatusCode::OK, &json!(db.purged_infos_limit()?)))
+        }
+        ("_purged_infos_limit", &Method::PUT) => {
+            let n = positive_int_body(req)?;
+            blocking(move || Ok(db.set_purged_infos_limit(n)?)).await?;
+            Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+        }
+        ("_security", &Method::GET) => Ok(json_resp(
+            StatusCode::OK,
+            &db.security()?.unwrap_or_else(|| json!({})),
+        )),
+        ("_security", &Method::PUT) => {
+            let sec = Value::Object(req.json_object()?);
+            blocking(move || Ok(db.set_security(&sec)?)).await?;
+            Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+        }
+        ("_compact", &Method::POST) => {
+            blocking(move || Ok(db.compact()?)).await?;
+            Ok(json_resp(StatusCode::ACCEPTED, &json!({"ok": true})))
+        }
+        (
+            "_bulk_docs"
+            | "_bulk_get"
+            | "_revs_diff"
+            | "_ensure_full_commit"
+            | "_purge"
+            | "_compact",
+            _,
+        ) => Err(ApiError::method_not_allowed("POST")),
+        ("_all_docs", _) => Err(ApiError::method_not_allowed("GET,HEAD,POST")),
+        ("_revs_limit" | "_purged_infos_limit" | "_security", _) => {
+            Err(ApiError::method_not_allowed("GET,PUT"))
+        }
+        _ => Err(ApiError::not_found(format!(
+            "no endpoint {what} on a database"
+        ))),
+    }
+}
+
+fn positive_int_body(req: &Req) -> Result<u64, ApiError> {
+    match req.json()? {
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => Ok(n.as_u64().unwrap_or(1)),
+        _ => Err(ApiError::bad_request("the body must be a positive integer")),
+    }
+}
+
+async fn bulk_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
+    let mut body = req.json_object()?;
+    let new_edits = match body.get("new_edits") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("`new_edits` must be a boolean")),
+    };
+    let docs = match body.shift_remove("docs") {
+        Some(Value::Array(d)) => d,
+        _ => {
+            return Err(ApiError::bad_request(
+                "POST body must include `docs` parameter.",
+            ))
+        }
+    };
+    let out = blocking(move || Ok(db.bulk_docs(docs, new_edits)?)).await?;
+    let rows: Vec<Value> = out
+        .into_iter()
+        .filter(|o| new_edits || o.result.is_err())
+        .map(|o| match o.result {
+            Ok(rev) => json!({"ok": true, "id": o.id, "rev": rev}),
+            Err(e) => json!({"id": o.id, "error": e.error_tag(), "reason": e.to_string()}),
+        })
+        .collect();
+    Ok(json_resp(StatusCode::CREATED, &Value::Array(rows)))
+}
+
+fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json_object()?;
+    let docs = body
+        .get("docs")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad_request("Missing JSON list of 'docs'."))?;
+    let revs = req.flag("revs")? || body.get("revs") == Some(&Value::Bool(true));
+    let latest = req.flag("latest")? || body.get("latest") == Some(&Value::Bool(true));
+    let atts = req.flag("attachments")? || body.get("attachments") == Some(&Value::Bool(true));
+    let mut results = Vec::with_capacity(docs.len());
+    for d in docs {
+        let id = d
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let rev_s = d.get("rev").and_then(Value::as_str);
+        let err = |rev: &str, error: &str, reason: &str| json!({"error": {"id": id, "rev": rev, "error": error, "reason": reason}});
+        if id.is_empty() {
+            results.push(json!({"id": id, "docs": [err("undefined", "illegal_docid", "Document id must be a string")]}));
+            continue;
+        }
+        let since: Vec<Rev> = d
+            .get("atts_since")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().and_then(|s| Rev::parse(s).ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let opts = ReadOpts {
+            revs,
+            attachments: if atts && since.is_empty() {
+                AttMode::All
+            } else if atts {
+                AttMode::Since(since)
+            } else {
+                AttMode::Stubs
+            },
+            ..Default::default()
+        };
+        let docs_out: Vec<Value> = match rev_s {
+            Some(r) => match Rev::parse(r) {
+                Ok(rev) => match db.open_revs(&id, Some(&[rev]), latest, &opts) {
+                    Ok(list) => list
+                        .into_iter()
+                        .map(|x| match x {
+                            Ok(doc) => json!({"ok": doc}),
+                            Err(missing) => err(&missing, "not_found", "missing"),
+                        })
+                        .collect(),
+                    Err(e) => vec![err(r, "not_found", &ApiError::from(e).reason)],
+                },
+                Err(_) => vec![err(r, "bad_request", "Invalid rev format")],
+            },
+            None => match db.get(&id, None, &opts) {
+                Ok(doc) => vec![json!({"ok": doc})],
+                Err(e) => vec![err("undefined", "not_found", &ApiError::from(e).reason)],
+            },
+        };
+        results.push(json!({"id": id, "docs": docs_out}));
+    }
+    Ok(json_resp(StatusCode::OK, &json!({"results": results})))
+}
+
+fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
+    let body = if req.method == Method::POST {
+        Some(req.json_object()?)
+    } else {
+        None
+    };
+    let opt = |name: &str| -> Result<Option<Value>, ApiError> {
+        if let Some(v) = body.as_ref().and_then(|b| b.get(name)) {
+            return Ok(Some(v.clone()));
+        }
+        req.json_param(name)
+    };
+    let include_docs = req.flag("include_docs")? || opt("include_docs")? == Some(Value::Bool(true));
+    let descending = req.flag("descending")? || opt("descending")? == Some(Value::Bool(true));
+    let inclusive_end = opt("inclusive_end")? != Some(Value::Bool(false));
+    let limit = match opt("limit")? {
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| ApiError::bad_request("limit must be a non-negative integer"))?
+            as usize,
+        None => usize::MAX,
+    };
+    let skip = opt("skip")?.and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    let key_str = |names: &[&str]| -> Result<Option<String>, ApiError> {
+        for n in names {
+            if let Some(v) = opt(n)? {
+                return match v {
+                    Value::String(s) => Ok(Some(s)),
+                    _ => Err(ApiError::bad_request(format!(
+                        "{n} must be a JSON string for _all_docs"
+                    ))),
+                };
+            }
+        }
+        Ok(None)
+    };
+    let start = key_str(&["startkey", "start_key", "startkey_docid"])?;
+    let end = key_str(&["endkey", "end_key", "endkey_docid"])?;
+    let info = db.info()?;
+    let total = info.doc_count;
+    let row_for = |id: &str, rec: &crate::store::codec::DocRecord| -> Result<Value, ApiError> {
+        let w = rec
+            .tree
+            .winner()
+            .ok_or_else(|| ApiError::not_found("missing"))?;
+        let rev = rec.tree.node(w).rev.to_string();
+        let mut row = json!({"id": id, "key": id, "value": {"rev": rev}});
+        if rec.tree.node(w).deleted {
+            row["value"]["deleted"] = json!(true);
+            if include_docs {
+                row["doc"] = Value::Null;
+            }
+        } else if include_docs {
+            row["doc"] = db.doc_json(id, rec, w, &ReadOpts::default())?;
+        }
+        Ok(row)
+    };
+    let mut rows = Vec::new();
+    if let Some(keys) = opt("keys")? {
+        let keys = keys
+            .as_array()
+            .ok_or_else(|| ApiError::bad_request("`keys` must be an array"))?;
+        for k in keys.iter().skip(skip).take(limit) {
+            let Some(id) = k.as_str() else {
+                rows.push(json!({"key": k, "error": "not_found"}));
+                continue;
+            };
+            match db.record(id)? {
+                Some(rec) => rows.push(row_for(id, &rec)?),
+                None => rows.push(json!({"key": id, "error": "not_found"})),
+            }
+        }
+    } else {
+        let start = start.unwrap_or_default();
+        let mut skipped = 0;
+        for r in db.docs_from(&start, descending) {
+            let (id, rec) = r?;
+            if let Some(end) = &end {
+                let past = if descending {
+                    id.as_str() < end.as_str()
+                } else {
+                    id.as_str() > end.as_str()
+                };
+                if past || (!inclusive_end && id == *end) {
+                    break;
+                }
+            }
+            if rec.tree.is_deleted() {
+                continue;
+            }
+            if skipped < skip {
+                skipped += 1;
+                continue;
+            }
+            if rows.len() >= limit {
+                break;
+            }
+            rows.push(row_for(&id, &rec)?);
+        }
+    }
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"total_rows": total, "offset": skip, "rows": rows}),
+    ))
+}

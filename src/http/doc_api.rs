@@ -1,0 +1,262 @@
+//! Document endpoints: `/{db}/{docid}`, `/{db}/_local/{id}`, `/{db}/{docid}/{attachment}`.
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::body::Body;
+use super::db_api::blocking;
+use super::error::ApiError;
+use super::request::{json_resp, Req, Resp};
+use super::Ctx;
+use crate::store::{AttInput, AttMode, DocUpdate, ReadOpts, Rev};
+
+fn rev_param(req: &Req) -> Result<Option<Rev>, ApiError> {
+    let from_header = req
+        .headers
+        .get(hyper::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim_matches('"').to_owned());
+    match req.param("rev").map(str::to_owned).or(from_header) {
+        Some(r) => Ok(Some(Rev::parse(&r)?)),
+        None => Ok(None),
+    }
+}
+
+fn read_opts(req: &Req) -> Result<ReadOpts, ApiError> {
+    let attachments = if req.flag("attachments")? {
+        AttMode::All
+    } else if let Some(since) = req.json_param("atts_since")? {
+        let revs = since
+            .as_array()
+            .ok_or_else(|| ApiError::bad_request("atts_since must be a JSON array"))?
+            .iter()
+            .filter_map(|r| r.as_str().and_then(|s| Rev::parse(s).ok()))
+            .collect();
+        AttMode::Since(revs)
+    } else {
+        AttMode::Stubs
+    };
+    Ok(ReadOpts {
+        revs: req.flag("revs")?,
+        revs_info: req.flag("revs_info")?,
+        conflicts: req.flag("conflicts")?,
+        deleted_conflicts: req.flag("deleted_conflicts")?,
+        local_seq: req.flag("local_seq")?,
+        attachments,
+    })
+}
+
+pub async fn doc(ctx: &Arc<Ctx>, db: &str, id: &str, req: &Req) -> Result<Resp, ApiError> {
+    let db = ctx.store.db(db)?;
+    match req.method {
+        Method::GET | Method::HEAD => {
+            let opts = read_opts(req)?;
+            if let Some(open) = req.param("open_revs") {
+                let revs = if open == "all" {
+                    None
+                } else {
+                    let list = req
+                        .json_param("open_revs")?
+                        .and_then(|v| v.as_array().cloned())
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "open_revs must be \"all\" or a JSON array of revisions",
+                            )
+                        })?;
+                    Some(
+                        list.iter()
+                            .map(|r| {
+                                Rev::parse(r.as_str().unwrap_or_default()).map_err(ApiError::from)
+                            })
+                            .collect::<Result<Vec<_>, _>>()?,
+                    )
+                };
+                let latest = req.flag("latest")?;
+                let res = match db.open_revs(id, revs.as_deref(), latest, &opts) {
+                    Ok(r) => r,
+                    Err(crate::store::StoreError::NotFound(_)) if revs.is_none() => Vec::new(),
+                    Err(e) => return Err(e.into()),
+                };
+                let out: Vec<Value> = res
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(doc) => json!({"ok": doc}),
+                        Err(missing) => json!({"missing": missing}),
+                    })
+                    .collect();
+                return Ok(json_resp(StatusCode::OK, &Value::Array(out)));
+            }
+            let rev = rev_param(req)?;
+            let doc = db.get(id, rev.as_ref(), &opts)?;
+            let etag = doc["_rev"]
+                .as_str()
+                .map(|r| format!("\"{r}\""))
+                .unwrap_or_default();
+            let mut resp = json_resp(StatusCode::OK, &doc);
+            if let Ok(v) = etag.parse() {
+                resp.headers_mut().insert(hyper::header::ETAG, v);
+            }
+            Ok(resp)
+        }
+        Method::PUT => {
+            let mut body = req.json_object()?;
+            if let Some(r) = rev_param(req)? {
+                body.entry("_rev").or_insert(json!(r.to_string()));
+            }
+            body.insert("_id".into(), json!(id));
+            let new_edits = req.param("new_edits") != Some("false");
+            write_one(db, Value::Object(body), new_edits).await
+        }
+        Method::DELETE => {
+            let rev = rev_param(req)?.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "Document update conflict.",
+                )
+            })?;
+            let doc = json!({"_id": id, "_rev": rev.to_string(), "_deleted": true});
+            write_one(db, doc, true).await
+        }
+        _ => Err(ApiError::method_not_allowed("DELETE,GET,HEAD,PUT")),
+    }
+}
+
+async fn write_one(
+    db: Arc<crate::store::Database>,
+    doc: Value,
+    new_edits: bool,
+) -> Result<Resp, ApiError> {
+    let out = blocking(move || Ok(db.bulk_docs(vec![doc], new_edits)?)).await?;
+    let o = out
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::bad_request("no document"))?;
+    let rev = o.result?;
+    let mut resp = json_resp(
+        StatusCode::CREATED,
+        &json!({"ok": true, "id": o.id, "rev": rev}),
+    );
+    if let Ok(v) = format!("\"{rev}\"").parse() {
+        resp.headers_mut().insert(hyper::header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+pub async fn local(ctx: &Arc<Ctx>, db: &str, id: &str, req: &Req) -> Result<Resp, ApiError> {
+    let db = ctx.store.db(db)?;
+    match req.method {
+        Method::GET | Method::HEAD => {
+            let doc = db
+                .get_local(id)?
+                .ok_or_else(|| ApiError::not_found("missing"))?;
+            Ok(json_resp(StatusCode::OK, &doc))
+        }
+        Method::PUT => {
+            let mut body = req.json_object()?;
+            if let Some(r) = req.param("rev") {
+                body.entry("_rev").or_insert(json!(r));
+            }
+            body.insert("_id".into(), json!(id));
+            write_one(db, Value::Object(body), true).await
+        }
+        Method::DELETE => {
+            let mut doc = json!({"_id": id, "_deleted": true});
+            if let Some(r) = req.param("rev") {
+                doc["_rev"] = json!(r);
+            } else if let Some(cur) = db.get_local(id)? {
+                doc["_rev"] = cur["_rev"].clone();
+            }
+            write_one(db, doc, true).await
+        }
+        _ => Err(ApiError::method_not_allowed("DELETE,GET,HEAD,PUT")),
+    }
+}
+
+pub async fn attachment(
+    ctx: &Arc<Ctx>,
+    db: &str,
+    id: &str,
+    name: &str,
+    req: &Req,
+) -> Result<Resp, ApiError> {
+    let db = ctx.store.db(db)?;
+    match req.method {
+        Method::GET | Method::HEAD => {
+            let rev = rev_param(req)?;
+            let (meta, data) = db.attachment(id, rev.as_ref(), name)?;
+            hyper::Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", meta.content_type)
+                .header("etag", format!("\"{}\"", meta.digest))
+                .body(Body::from_bytes(data.to_vec()))
+                .map_err(|_| ApiError::bad_request("bad attachment headers"))
+        }
+        Method::PUT | Method::DELETE => {
+            let rev = rev_param(req)?;
+            let mut doc = match &rev {
+                Some(r) => {
+                    let cur = db.get(id, Some(r), &ReadOpts::default());
+                    match cur {
+                        Ok(Value::Object(m)) => m,
+                        Ok(_) => Map::new(),
+                        Err(crate::store::StoreError::NotFound(_)) => {
+                            return Err(ApiError::new(
+                                StatusCode::CONFLICT,
+                                "conflict",
+                                "Document update conflict.",
+                            ))
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                None => Map::new(),
+            };
+            let mut atts = match doc.shift_remove("_attachments") {
+                Some(Value::Object(a)) => a,
+                _ => Map::new(),
+            };
+            let mut upd = DocUpdate::from_json(Value::Object(doc), Some(id.to_owned()))?;
+            upd.rev = rev;
+            upd.attachments = atts
+                .iter_mut()
+                .filter(|(n, _)| n.as_str() != name)
+                .map(|(n, _)| {
+                    (
+                        n.clone(),
+                        AttInput::Stub {
+                            digest: None,
+                            revpos: None,
+                        },
+                    )
+                })
+                .collect();
+            if req.method == Method::PUT {
+                let ct = req
+                    .headers
+                    .get(hyper::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
+                upd.attachments.push((
+                    name.to_owned(),
+                    AttInput::Data {
+                        content_type: ct,
+                        data: req.body.to_vec(),
+                        revpos: None,
+                    },
+                ));
+            } else if !atts.contains_key(name) {
+                return Err(ApiError::not_found("Document is missing attachment"));
+            }
+            let out = blocking(move || Ok(db.put(upd)?)).await?;
+            Ok(json_resp(
+                StatusCode::CREATED,
+                &json!({"ok": true, "id": id, "rev": out}),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed("DELETE,GET,HEAD,PUT")),
+    }
+}

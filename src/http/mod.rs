@@ -1,0 +1,93 @@
+//! The CouchDB-compatible HTTP API: a thin layer over [`crate::store`]. Only this module knows
+//! hyper. Requests are read whole (bounded), routed by path segments, and answered with
+//! CouchDB's JSON shapes; every failure goes through [`error::ApiError`].
+
+pub mod body;
+pub mod changes;
+pub mod db_api;
+pub mod doc_api;
+pub mod error;
+pub mod request;
+pub mod router;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::store::Store;
+
+/// What `settee serve` was told.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub bind: SocketAddr,
+    /// Server admin as (user, password); `None` is CouchDB's "admin party", loopback only.
+    pub admin: Option<(String, String)>,
+    pub max_body_bytes: usize,
+}
+
+/// Shared state of every request handler.
+pub struct Ctx {
+    pub store: Arc<Store>,
+    pub cfg: ServeConfig,
+    /// Flips to `true` on shutdown: streaming feeds end.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Accepts connections until `shutdown` flips, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<Store>,
+    cfg: ServeConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let ctx = Arc::new(Ctx {
+        store,
+        cfg,
+        shutdown: shutdown.clone(),
+    });
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                };
+                let _ = stream.set_nodelay(true);
+                let ctx = ctx.clone();
+                let mut stop = shutdown.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| router::handle(ctx.clone(), req));
+                    let conn = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        res = conn.as_mut() => {
+                            if let Err(e) = res { tracing::debug!(error = %e, "connection ended"); }
+                        }
+                        _ = stopped(&mut stop) => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+            _ = stopped(&mut shutdown) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    while conns.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,174 @@
+//! A request as handlers see it: decoded path segments, query parameters, headers, whole body.
+
+use bytes::Bytes;
+use hyper::{HeaderMap, Method, StatusCode};
+use serde_json::Value;
+
+use super::body::Body;
+use super::error::ApiError;
+
+pub struct Req {
+    pub method: Method,
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+pub type Resp = hyper::Response<Body>;
+
+impl Req {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.param(name) {
+            None => Ok(false),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(v) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "query_parse_error",
+                format!("Invalid boolean parameter {name}={v:?}: use true or false"),
+            )),
+        }
+    }
+
+    pub fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.param(name)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "query_parse_error",
+                        format!("Invalid value for {name}: {v:?} is not a non-negative integer"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// A query parameter holding JSON (`startkey`, `open_revs`, `atts_since`, …).
+    pub fn json_param(&self, name: &str) -> Result<Option<Value>, ApiError> {
+        self.param(name)
+            .map(|v| {
+                serde_json::from_str(v).map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "query_parse_error",
+                        format!("Invalid JSON in parameter {name}: {v:?}"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// The body as JSON; an empty body is `None`.
+    pub fn json(&self) -> Result<Option<Value>, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_slice(&self.body)?))
+    }
+
+    pub fn json_object(&self) -> Result<serde_json::Map<String, Value>, ApiError> {
+        match self.json()? {
+            Some(Value::Object(m)) => Ok(m),
+            Some(_) => Err(ApiError::bad_request("Request body must be a JSON object")),
+            None => Err(ApiError::bad_request(
+                "Request body must be a JSON object, not empty",
+            )),
+        }
+    }
+
+    pub fn accepts(&self, mime: &str) -> bool {
+        self.headers
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(mime))
+    }
+}
+
+/// Percent-decoding of one path segment or query component (`+` is a space in queries only).
+pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k, true), percent_decode(v, true))
+        })
+        .collect()
+}
+
+pub fn json_resp(status: StatusCode, v: &Value) -> Resp {
+    let mut bytes = serde_json::to_vec(v).unwrap_or_default();
+    bytes.push(b'\n');
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "must-revalidate")
+        .body(Body::from_bytes(bytes))
+        .unwrap_or_else(|_| hyper::Response::new(Body::empty()))
+}
+
+pub fn error_resp(e: &ApiError) -> Resp {
+    json_resp(
+        e.status,
+        &serde_json::json!({"error": e.error, "reason": e.reason}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_paths_and_queries() {
+        assert_eq!(percent_decode("a%2Fb", false), "a/b");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("a+b", true), "a b");
+        assert_eq!(percent_decode("100%", false), "100%");
+        assert_eq!(percent_decode("%zz", false), "%zz");
+        let q = parse_query(Some("a=1&b=%22x%22&c"));
+        assert_eq!(q[1], ("b".into(), "\"x\"".into()));
+        assert_eq!(q[2], ("c".into(), "".into()));
+    }
+}

@@ -1,0 +1,390 @@
+//! The HTTP API over real loopback HTTP against a spawned `settee serve`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::Server;
+use serde_json::{json, Value};
+
+#[test]
+fn welcome_up_uuids_and_database_lifecycle() {
+    let s = Server::start(&[]);
+    let (st, w) = s.req("GET", "/", None);
+    assert_eq!(st, 200);
+    assert_eq!(w["couchdb"], "Welcome");
+    assert_eq!(w["uuid"].as_str().unwrap().len(), 32);
+    assert_eq!(s.req("GET", "/_up", None).1["status"], "ok");
+    assert_eq!(
+        s.req("GET", "/_uuids?count=3", None).1["uuids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // System databases exist from the start.
+    assert_eq!(
+        s.req("GET", "/_all_dbs", None).1,
+        json!(["_replicator", "_users"])
+    );
+
+    assert_eq!(s.req("PUT", "/db1", None), (201, json!({"ok": true})));
+    let (st, e) = s.req("PUT", "/db1", None);
+    assert_eq!((st, e["error"].as_str()), (412, Some("file_exists")));
+    let (st, e) = s.req("PUT", "/Bad", None);
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("illegal_database_name"))
+    );
+    let (st, e) = s.req("GET", "/nope", None);
+    assert_eq!(
+        (st, e["error"].as_str(), e["reason"].as_str()),
+        (404, Some("not_found"), Some("Database does not exist."))
+    );
+    // A name with a slash travels as %2F.
+    assert_eq!(s.req("PUT", "/a%2Fb", None).0, 201);
+    assert_eq!(s.req("GET", "/a%2Fb", None).1["db_name"], "a/b");
+    let (st, info) = s.req("GET", "/db1", None);
+    assert_eq!(
+        (st, info["doc_count"].as_u64(), info["update_seq"].as_str()),
+        (200, Some(0), Some("0"))
+    );
+    let (st, _, body) = s.raw("HEAD", "/db1", &[], None);
+    assert_eq!((st, body.len()), (200, 0));
+    assert_eq!(s.req("DELETE", "/db1", None).0, 200);
+    assert_eq!(s.req("GET", "/db1", None).0, 404);
+}
+
+#[test]
+fn documents_conflicts_and_errors() {
+    let s = Server::start(&[]);
+    s.req("PUT", "/db", None);
+    let (st, r) = s.req("PUT", "/db/doc1", Some(&json!({"v": 1})));
+    assert_eq!(st, 201);
+    let rev1 = r["rev"].as_str().unwrap().to_owned();
+    let (st, e) = s.req("PUT", "/db/doc1", Some(&json!({"v": 2})));
+    assert_eq!((st, e["error"].as_str()), (409, Some("conflict")));
+    let (st, r) = s.req(
+        "PUT",
+        &format!("/db/doc1?rev={rev1}"),
+        Some(&json!({"v": 2})),
+    );
+    assert_eq!(st, 201);
+    let rev2 = r["rev"].as_str().unwrap().to_owned();
+    let (st, hdrs, body) = s.raw("GET", "/db/doc1", &[], None);
+    assert_eq!(st, 200);
+    assert!(hdrs.iter().any(|(k, v)| k == "etag" && v.contains(&rev2)));
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc, json!({"_id": "doc1", "_rev": rev2, "v": 2}));
+    let (_, d) = s.req("GET", "/db/doc1?revs=true&revs_info=true", None);
+    assert_eq!(d["_revisions"]["start"], 2);
+    // POST creates with a server id.
+    let (st, r) = s.req("POST", "/db", Some(&json!({"x": 1})));
+    assert_eq!((st, r["id"].as_str().unwrap().len()), (201, 32));
+    // Delete, then a read says deleted.
+    let (st, _) = s.req("DELETE", &format!("/db/doc1?rev={rev2}"), None);
+    assert_eq!(st, 200 + 1);
+    let (st, e) = s.req("GET", "/db/doc1", None);
+    assert_eq!((st, e["reason"].as_str()), (404, Some("deleted")));
+    // Bad input gets CouchDB errors and writes nothing.
+    let (st, _, body) = s.raw("PUT", "/db/bad", &[], Some(b"{not json".to_vec()));
+    let e: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((st, e["error"].as_str()), (400, Some("bad_request")));
+    let (st, e) = s.req("PUT", "/db/x", Some(&json!([1, 2])));
+    assert_eq!((st, e["error"].as_str()), (400, Some("bad_request")));
+    let (st, e) = s.req("PUT", "/db/x", Some(&json!({"_foo": 1})));
+    assert_eq!((st, e["error"].as_str()), (400, Some("doc_validation")));
+    let (st, _) = s.req("GET", "/db/x?rev=garbage", None);
+    assert_eq!(st, 400);
+    let (st, _) = s.req("GET", "/db/_bad_thing", None);
+    assert_eq!(st, 404);
+    assert_eq!(s.req("GET", "/db/x", None).0, 404);
+}
+
+#[test]
+fn bulk_docs_bulk_get_revs_diff_and_open_revs() {
+    let s = Server::start(&[]);
+    s.req("PUT", "/db", None);
+    let (st, res) = s.req(
+        "POST",
+        "/db/_bulk_docs",
+        Some(&json!({"docs": [{"_id": "a", "v": 1}, {"_id": "b"}, {"_id": "_nope"}]})),
+    );
+    assert_eq!(st, 201);
+    assert_eq!(res[0]["ok"], true);
+    assert_eq!(res[2]["error"], "bad_request");
+    // Replicated writes: a conflict branch; success answers with an empty list.
+    let (st, res) = s.req(
+        "POST",
+        "/db/_bulk_docs",
+        Some(&json!({"new_edits": false, "docs": [
+            {"_id": "a", "_rev": "2-zzz", "_revisions": {"start": 2, "ids": ["zzz", "yyy"]}, "v": "other"}
+        ]})),
+    );
+    assert_eq!((st, res), (201, json!([])));
+    let (_, revs) = s.req("GET", "/db/a?open_revs=all&revs=true", None);
+    assert_eq!(revs.as_array().unwrap().len(), 2);
+    let (_, doc) = s.req("GET", "/db/a?conflicts=true", None);
+    assert_eq!(doc["_rev"], "2-zzz");
+    assert_eq!(doc["_conflicts"].as_array().unwrap().len(), 1);
+    let (_, list) = s.req("GET", "/db/a?open_revs=%5B%222-zzz%22,%229-x%22%5D", None);
+    assert_eq!(list[0]["ok"]["_rev"], "2-zzz");
+    assert_eq!(list[1]["missing"], "9-x");
+
+    let (_, diff) = s.req(
+        "POST",
+        "/db/_revs_diff",
+        Some(&json!({"a": ["2-zzz", "3-new"], "b": ["1-q"], "c": ["1-c"]})),
+    );
+    assert!(diff.get("a").unwrap()["missing"] == json!(["3-new"]));
+    assert!(diff["a"]["possible_ancestors"].as_array().unwrap().len() == 2);
+    assert_eq!(diff["c"], json!({"missing": ["1-c"]}));
+
+    let (st, got) = s.req(
+        "POST",
+        "/db/_bulk_get?revs=true",
+        Some(&json!({"docs": [{"id": "a", "rev": "2-zzz"}, {"id": "missing"}]})),
+    );
+    assert_eq!(st, 200);
+    let r = &got["results"];
+    assert_eq!(
+        r[0]["docs"][0]["ok"]["_revisions"]["ids"],
+        json!(["zzz", "yyy"])
+    );
+    assert_eq!(r[1]["docs"][0]["error"]["error"], "not_found");
+}
+
+#[test]
+fn all_docs_with_keys_ranges_and_docs() {
+    let s = Server::start(&[]);
+    s.req("PUT", "/db", None);
+    let docs: Vec<Value> = ["c", "a", "b", "d"]
+        .iter()
+        .map(|id| json!({"_id": id, "n": id}))
+        .collect();
+    s.req("POST", "/db/_bulk_docs", Some(&json!({"docs": docs})));
+    let (_, all) = s.req("GET", "/db/_all_docs", None);
+    assert_eq!(all["total_rows"], 4);
+    let ids: Vec<&str> = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c", "d"]);
+    let (_, r) = s.req(
+        "GET",
+        "/db/_all_docs?startkey=%22b%22&endkey=%22c%22&include_docs=true",
+        None,
+    );
+    assert_eq!(r["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(r["rows"][0]["doc"]["n"], "b");
+    let (_, r) = s.req("GET", "/db/_all_docs?descending=true&limit=2&skip=1", None);
+    let ids: Vec<&str> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c", "b"]);
+    let (_, r) = s.req("POST", "/db/_all_docs", Some(&json!({"keys": ["d", "zz"]})));
+    assert_eq!(r["rows"][0]["id"], "d");
+    assert_eq!(r["rows"][1]["error"], "not_found");
+}
+
+#[test]
+fn changes_normal_longpoll_and_continuous() {
+    let s = Server::start(&[]);
+    s.req("PUT", "/db", None);
+    for id in ["a", "b", "_design/d"] {
+        s.req("PUT", &format!("/db/{id}"), Some(&json!({})));
+    }
+    let (_, c) = s.req("GET", "/db/_changes?style=all_docs", None);
+    assert_eq!(c["results"].as_array().unwrap().len(), 3);
+    assert_eq!(c["last_seq"], "3");
+    assert_eq!(c["pending"], 0);
+    let (_, c) = s.req("GET", "/db/_changes?since=1&limit=1", None);
+    assert_eq!(c["results"][0]["id"], "b");
+    assert_eq!(c["last_seq"], "2");
+    assert_eq!(c["pending"], 1);
+    let (_, c) = s.req(
+        "POST",
+        "/db/_changes?filter=_doc_ids",
+        Some(&json!({"doc_ids": ["b"]})),
+    );
+    assert_eq!(c["results"].as_array().unwrap().len(), 1);
+    let (_, c) = s.req("GET", "/db/_changes?filter=_design", None);
+    assert_eq!(c["results"][0]["id"], "_design/d");
+    let (st, e) = s.req("GET", "/db/_changes?filter=app/by_type", None);
+    assert_eq!((st, e["error"].as_str()), (400, Some("bad_request")));
+    let (_, c) = s.req("GET", "/db/_changes?include_docs=true&since=2", None);
+    assert_eq!(c["results"][0]["doc"]["_id"], "_design/d");
+
+    // Longpoll waits for the next write.
+    let addr = s.addr.clone();
+    let waiter = std::thread::spawn(move || {
+        let s2 = Server {
+            addr,
+            child: std::process::Command::new("true").spawn().unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let r = s2.req(
+            "GET",
+            "/db/_changes?feed=longpoll&since=3&timeout=10000",
+            None,
+        );
+        std::mem::forget(s2);
+        r
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    s.req("PUT", "/db/late", Some(&json!({})));
+    let (_, c) = waiter.join().unwrap();
+    assert_eq!(c["results"][0]["id"], "late");
+
+    // Continuous streams existing rows then new writes as they happen.
+    let mut stream = TcpStream::connect(&s.addr).unwrap();
+    write!(
+        stream,
+        "GET /db/_changes?feed=continuous&since=3&heartbeat=200 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    let mut line = String::new();
+    let mut wrote = false;
+    while !seen.contains("\"id\":\"later\"") {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if seen.contains("\"id\":\"late\"") && !wrote {
+            s.req("PUT", "/db/later", Some(&json!({})));
+            wrote = true;
+        }
+    }
+    assert!(seen.contains("\"id\":\"late\""), "{seen}");
+    assert!(seen.contains("\"id\":\"later\""), "{seen}");
+}
+
+#[test]
+fn local_docs_purge_limits_security_and_commit() {
+    let s = Server::start(&[]);
+    s.req("PUT", "/db", None);
+    let (st, r) = s.req("PUT", "/db/_local/cp", Some(&json!({"seq": 1})));
+    assert_eq!((st, r["rev"].as_str()), (201, Some("0-1")));
+    assert_eq!(s.req("GET", "/db/_local/cp", None).1["seq"], 1);
+    assert_eq!(
+        s.req("PUT", "/db/_local/cp", Some(&json!({"seq": 2}))).0,
+        409
+    );
+    assert_eq!(
+        s.req(
+            "PUT",
+            "/db/_local/cp",
+            Some(&json!({"_rev": "0-1", "seq": 2}))
+        )
+        .0,
+        201
+    );
+    assert_eq!(s.req("GET", "/db/_changes", None).1["results"], json!([]));
+
+    let (_, r) = s.req("PUT", "/db/p", Some(&json!({})));
+    let rev = r["rev"].as_str().unwrap().to_owned();
+    let (st, r) = s.req("POST", "/db/_purge", Some(&json!({"p": [rev]})));
+    assert_eq!(st, 201);
+    assert_eq!(r["purged"]["p"], json!([rev]));
+    assert_eq!(s.req("GET", "/db/p", None).1["reason"], "missing");
+    assert_eq!(s.req("GET", "/db/_changes", None).1["results"], json!([]));
+
+    assert_eq!(s.req("GET", "/db/_revs_limit", None).1, json!(1000));
+    assert_eq!(s.req("PUT", "/db/_revs_limit", Some(&json!(5))).0, 200);
+    assert_eq!(s.req("GET", "/db/_revs_limit", None).1, json!(5));
+    assert_eq!(s.req("PUT", "/db/_revs_limit", Some(&json!("x"))).0, 400);
+    assert_eq!(s.req("GET", "/db/_purged_infos_limit", None).1, json!(1000));
+    let sec =
+        json!({"admins": {"names": [], "roles": []}, "members": {"names": ["bob"], "roles": []}});
+    assert_eq!(s.req("PUT", "/db/_security", Some(&sec)).0, 200);
+    assert_eq!(s.req("GET", "/db/_security", None).1, sec);
+    let (st, r) = s.req("POST", "/db/_ensure_full_commit", None);
+    assert_eq!((st, r["ok"].as_bool()), (201, Some(true)));
+    assert_eq!(s.req("POST", "/db/_compact", None).0, 202);
+}
+
+#[test]
+fn attachments_over_http() {
+    let s = Server::start(&[]);
+    s.req("PUT", "/db", None);
+    let (st, _, body) = s.raw(
+        "PUT",
+        "/db/d/hello.txt",
+        &[("Content-Type", "text/plain")],
+        Some(b"hello".to_vec()),
+    );
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&body));
+    let r: Value = serde_json::from_slice(&body).unwrap();
+    let (st, hdrs, data) = s.raw("GET", "/db/d/hello.txt", &[], None);
+    assert_eq!((st, data.as_slice()), (200, &b"hello"[..]));
+    assert!(hdrs
+        .iter()
+        .any(|(k, v)| k == "content-type" && v == "text/plain"));
+    let (_, doc) = s.req("GET", "/db/d?attachments=true", None);
+    assert_eq!(doc["_attachments"]["hello.txt"]["data"], "aGVsbG8=");
+    let rev = r["rev"].as_str().unwrap();
+    assert_eq!(
+        s.req("DELETE", &format!("/db/d/hello.txt?rev={rev}"), None)
+            .0,
+        201
+    );
+    assert_eq!(s.raw("GET", "/db/d/hello.txt", &[], None).0, 404);
+}
+
+#[test]
+fn admin_auth_body_limit_and_graceful_shutdown() {
+    let mut s = Server::start(&["--admin", "adm:secret", "--max-body", "1000"]);
+    assert_eq!(s.req("GET", "/", None).0, 200);
+    let (st, e) = s.req("PUT", "/db", None);
+    assert_eq!((st, e["error"].as_str()), (401, Some("unauthorized")));
+    let wrong = [("Authorization", "Basic YWRtOm5vcGU=")]; // adm:nope
+    assert_eq!(s.raw("PUT", "/db", &wrong, None).0, 401);
+    let good = [("Authorization", "Basic YWRtOnNlY3JldA==")]; // adm:secret
+    assert_eq!(s.raw("PUT", "/db", &good, None).0, 201);
+    let big = json!({"pad": "x".repeat(2000)}).to_string().into_bytes();
+    let (st, _, body) = s.raw("PUT", "/db/big", &good, Some(big));
+    assert_eq!(st, 413, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(s.raw("GET", "/db/big", &good, None).0, 404);
+
+    // SIGTERM: the process exits cleanly and the data is on disk.
+    assert_eq!(s.raw("PUT", "/db/kept", &good, Some(b"{}".to_vec())).0, 201);
+    unsafe_sigterm(s.child.id());
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    let s2 = Server::start_in(dir, &["--admin", "adm:secret"]);
+    assert_eq!(s2.raw("GET", "/db/kept", &good, None).0, 200);
+}
+
+#[test]
+fn refuses_public_bind_without_admin() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
+        .args(["serve", "--bind", "0.0.0.0:0", "--data"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to listen"));
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
