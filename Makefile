@@ -27,6 +27,8 @@ node-deps: ## real peers for interop tests (PouchDB, pouchdb-server) from tests/
 
 bench: node-deps ## prints one table; keep its output in BENCHMARKS.md
 	$(CARGO) bench --bench store
+	$(CARGO) build --release
+	bash benches/http.sh
 
 clean-data:
 	rm -rf $(DATA)
