@@ -16,6 +16,8 @@ ppid_=$!
 for _ in $(seq 50); do [ -s "$data/out" ] && [ -s "$data/pout" ] && break; sleep 0.2; done
 surl=$(head -1 "$data/out" | awk '{print $4}' | sed 's:/$::')
 purl=$(head -1 "$data/pout" | sed 's/.*"url":"\([^"]*\)".*/\1/')
+case "$surl" in http://*) ;; *) echo "settee did not start: $(cat "$data/out")" >&2; exit 1 ;; esac
+case "$purl" in http://*) ;; *) echo "pouchdb-server did not start" >&2; exit 1 ;; esac
 
 s=$(cd tests/node && node bench-http.js --url "$surl/bench" --docs "$DOCS")
 p=$(cd tests/node && node bench-http.js --url "$purl/bench" --docs "$DOCS")
