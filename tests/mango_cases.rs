@@ -8,7 +8,11 @@ fn mango_fixture_cases() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/mango/cases.json");
     let text = std::fs::read_to_string(path).expect("read cases.json");
     let cases: Vec<Value> = serde_json::from_str(&text).expect("parse cases.json");
-    assert!(cases.len() >= 250, "expected at least 250 cases, got {}", cases.len());
+    assert!(
+        cases.len() >= 250,
+        "expected at least 250 cases, got {}",
+        cases.len()
+    );
 
     let mut failures = Vec::new();
     let (mut matched, mut errors) = (0, 0);
@@ -54,13 +58,13 @@ fn mango_fixture_cases() {
                                         again.normalized()
                                     ));
                                 } else if again.matches(&case["doc"]) != got {
-                                    failures.push(format!(
-                                        "{name}: normal form matches differently"
-                                    ));
+                                    failures
+                                        .push(format!("{name}: normal form matches differently"));
                                 }
                             }
-                            Err(e) => failures
-                                .push(format!("{name}: normal form does not parse: {e}")),
+                            Err(e) => {
+                                failures.push(format!("{name}: normal form does not parse: {e}"))
+                            }
                         }
                     }
                     Err(e) => failures.push(format!(
@@ -72,7 +76,10 @@ fn mango_fixture_cases() {
             _ => failures.push(format!("{name}: malformed case (needs `match` or `error`)")),
         }
     }
-    eprintln!("mango cases: {} total, {matched} match cases, {errors} error cases", cases.len());
+    eprintln!(
+        "mango cases: {} total, {matched} match cases, {errors} error cases",
+        cases.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {} mango cases failed:\n{}",

@@ -273,8 +273,7 @@ pub fn term_eq(a: &Value, b: &Value, exact: bool) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .zip(y)
                     .all(|((ka, va), (kb, vb))| ka == kb && term_eq(va, vb, exact))
         }
@@ -354,8 +353,14 @@ mod tests {
         );
         assert_eq!(cmp_json(&json!(-5), &json!(-5.5)), Ordering::Greater);
         assert_eq!(cmp_json(&json!(5), &json!(5.5)), Ordering::Less);
-        assert_eq!(cmp_json(&json!(u64::MAX), &json!(1.8446744073709552e19)), Ordering::Less);
-        assert_eq!(cmp_json(&json!(i64::MIN), &json!(-9.223372036854775808e18)), Ordering::Equal);
+        assert_eq!(
+            cmp_json(&json!(u64::MAX), &json!(1.8446744073709552e19)),
+            Ordering::Less
+        );
+        assert_eq!(
+            cmp_json(&json!(i64::MIN), &json!(-9.223_372_036_854_776e18)),
+            Ordering::Equal
+        );
         assert_eq!(cmp_json(&json!(0.0), &json!(-0.0)), Ordering::Equal);
         assert_eq!(cmp_json(&json!(1e300), &json!(u64::MAX)), Ordering::Greater);
     }
@@ -382,8 +387,16 @@ mod tests {
     fn erlang_equality() {
         assert!(!term_eq(&json!(1), &json!(1.0), true));
         assert!(term_eq(&json!(1), &json!(1.0), false));
-        assert!(term_eq(&json!([1, {"a": 2}]), &json!([1.0, {"a": 2.0}]), false));
-        assert!(!term_eq(&json!({"a": 1, "b": 2}), &json!({"b": 2, "a": 1}), false));
+        assert!(term_eq(
+            &json!([1, {"a": 2}]),
+            &json!([1.0, {"a": 2.0}]),
+            false
+        ));
+        assert!(!term_eq(
+            &json!({"a": 1, "b": 2}),
+            &json!({"b": 2, "a": 1}),
+            false
+        ));
     }
 
     #[test]

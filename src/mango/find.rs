@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::collate::{cmp_json, cmp_raw};
 use super::error::{show, MangoError};
-use super::path::{parse_field, FieldPath, Lookup};
+use super::path::{parse_field, Lookup};
 use super::Selector;
 
 /// Default `limit` (CouchDB `[mango] default_limit`).
@@ -139,7 +139,7 @@ pub fn parse_sort(v: &Value) -> Result<Vec<(String, SortDir)>, MangoError> {
             }
             _ => return Err(MangoError::InvalidSortField(show(x))),
         };
-        if parse_field(&item.0).is_err() {
+        if parse_field(&item.0).is_none() {
             return Err(MangoError::InvalidFieldName(item.0));
         }
         out.push(item);
@@ -162,7 +162,7 @@ pub fn parse_fields(v: &Value) -> Result<Option<Vec<String>>, MangoError> {
     for x in xs {
         match x {
             Value::String(s) => {
-                if parse_field(s).is_err() {
+                if parse_field(s).is_none() {
                     return Err(MangoError::InvalidFieldName(s.clone()));
                 }
                 out.push(s.clone());
@@ -325,7 +325,7 @@ fn set_path(target: &mut Value, keys: &[&str], idx: &[Option<usize>], value: Val
 pub fn project(doc: &Value, fields: &[String]) -> Value {
     let mut out = Value::Object(Map::new());
     for f in fields {
-        let Ok(path) = parse_field(f) else { continue };
+        let Some(path) = parse_field(f) else { continue };
         if let Lookup::Found(v) = path.lookup(doc) {
             let keys: Vec<&str> = path.segs.iter().map(|s| &*s.key).collect();
             let idx: Vec<Option<usize>> = path.segs.iter().map(|s| s.index).collect();
@@ -340,7 +340,7 @@ pub fn project(doc: &Value, fields: &[String]) -> Value {
 /// Ties return `Equal` (callers break them by `_id`).
 pub fn cmp_by_sort(a: &Value, b: &Value, sort: &[(String, SortDir)]) -> Ordering {
     for (field, dir) in sort {
-        let path = parse_field(field).unwrap_or_else(|()| FieldPath::default());
+        let path = parse_field(field).unwrap_or_default();
         let get = |d| match path.lookup(d) {
             Lookup::Found(v) => Some(v),
             _ => None,
@@ -357,7 +357,11 @@ pub fn cmp_by_sort(a: &Value, b: &Value, sort: &[(String, SortDir)]) -> Ordering
                 }
             }
         };
-        let o = if *dir == SortDir::Desc { o.reverse() } else { o };
+        let o = if *dir == SortDir::Desc {
+            o.reverse()
+        } else {
+            o
+        };
         if o != Ordering::Equal {
             return o;
         }
@@ -398,8 +402,14 @@ mod tests {
         assert_eq!(r.limit, 0);
         assert_eq!(r.skip, 3);
         assert_eq!(r.fields, Some(vec!["_id".into(), "a.b".into()]));
-        assert_eq!(r.sort, vec![("a".into(), SortDir::Desc), ("b".into(), SortDir::Desc)]);
-        assert_eq!(r.use_index, Some(UseIndex::DdocAndName("foo".into(), "bar".into())));
+        assert_eq!(
+            r.sort,
+            vec![("a".into(), SortDir::Desc), ("b".into(), SortDir::Desc)]
+        );
+        assert_eq!(
+            r.use_index,
+            Some(UseIndex::DdocAndName("foo".into(), "bar".into()))
+        );
         assert_eq!(r.stale, Stale::Ok);
     }
 
@@ -408,23 +418,56 @@ mod tests {
         assert_eq!(tag(json!({})), "missing_required_key");
         assert_eq!(tag(json!({"selector": []})), "invalid_selector_json");
         assert_eq!(tag(json!({"selector": {"$gt": 1}})), "invalid_selector");
-        assert_eq!(tag(json!({"selector": {}, "limit": -1})), "invalid_non_neg_integer");
-        assert_eq!(tag(json!({"selector": {}, "skip": 1.5})), "invalid_non_neg_integer");
+        assert_eq!(
+            tag(json!({"selector": {}, "limit": -1})),
+            "invalid_non_neg_integer"
+        );
+        assert_eq!(
+            tag(json!({"selector": {}, "skip": 1.5})),
+            "invalid_non_neg_integer"
+        );
         assert_eq!(tag(json!({"selector": {}, "r": 0})), "invalid_pos_integer");
-        assert_eq!(tag(json!({"selector": {}, "conflicts": "yes"})), "invalid_boolean");
-        assert_eq!(tag(json!({"selector": {}, "fields": "a"})), "invalid_fields");
+        assert_eq!(
+            tag(json!({"selector": {}, "conflicts": "yes"})),
+            "invalid_boolean"
+        );
+        assert_eq!(
+            tag(json!({"selector": {}, "fields": "a"})),
+            "invalid_fields"
+        );
         assert_eq!(tag(json!({"selector": {}, "fields": [1]})), "invalid_field");
-        assert_eq!(tag(json!({"selector": {}, "sort": {"a": "asc"}})), "invalid_sort_json");
-        assert_eq!(tag(json!({"selector": {}, "sort": [""]})), "invalid_sort_field");
-        assert_eq!(tag(json!({"selector": {}, "sort": [{"a": "up"}]})), "invalid_sort_field");
+        assert_eq!(
+            tag(json!({"selector": {}, "sort": {"a": "asc"}})),
+            "invalid_sort_json"
+        );
+        assert_eq!(
+            tag(json!({"selector": {}, "sort": [""]})),
+            "invalid_sort_field"
+        );
+        assert_eq!(
+            tag(json!({"selector": {}, "sort": [{"a": "up"}]})),
+            "invalid_sort_field"
+        );
         assert_eq!(
             tag(json!({"selector": {}, "sort": ["a", {"b": "desc"}]})),
             "unsupported_mixed_sort"
         );
-        assert_eq!(tag(json!({"selector": {}, "use_index": 5})), "invalid_index_name");
-        assert_eq!(tag(json!({"selector": {}, "use_index": "a/b/c"})), "invalid_index_name");
-        assert_eq!(tag(json!({"selector": {}, "bookmark": 1})), "invalid_bookmark");
-        assert_eq!(tag(json!({"selector": {}, "stale": true})), "invalid_ok_or_false_value");
+        assert_eq!(
+            tag(json!({"selector": {}, "use_index": 5})),
+            "invalid_index_name"
+        );
+        assert_eq!(
+            tag(json!({"selector": {}, "use_index": "a/b/c"})),
+            "invalid_index_name"
+        );
+        assert_eq!(
+            tag(json!({"selector": {}, "bookmark": 1})),
+            "invalid_bookmark"
+        );
+        assert_eq!(
+            tag(json!({"selector": {}, "stale": true})),
+            "invalid_ok_or_false_value"
+        );
         assert_eq!(tag(json!({"selector": {}, "bogus": 1})), "invalid_key");
         assert_eq!(tag(json!([])), "bad_request");
     }
@@ -433,21 +476,42 @@ mod tests {
     fn projection() {
         let d = json!({"_id": "x", "a": {"b": 1, "c": 2}, "arr": [10, 20], "z": null});
         let f = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(project(&d, &f(&["a.b", "_id"])), json!({"a": {"b": 1}, "_id": "x"}));
-        assert_eq!(project(&d, &f(&["missing", "a.b.c", "z"])), json!({"z": null}));
+        assert_eq!(
+            project(&d, &f(&["a.b", "_id"])),
+            json!({"a": {"b": 1}, "_id": "x"})
+        );
+        assert_eq!(
+            project(&d, &f(&["missing", "a.b.c", "z"])),
+            json!({"z": null})
+        );
         assert_eq!(project(&d, &f(&["arr.1"])), json!({"arr": {"1": 20}}));
         assert_eq!(project(&d, &f(&["arr", "arr.1"])), json!({"arr": [10, 20]}));
-        assert_eq!(project(&d, &f(&["a", "a.b"])), json!({"a": {"b": 1, "c": 2}}));
+        assert_eq!(
+            project(&d, &f(&["a", "a.b"])),
+            json!({"a": {"b": 1, "c": 2}})
+        );
     }
 
     #[test]
     fn sorting() {
         let s = vec![("n".to_string(), SortDir::Asc)];
-        assert_eq!(cmp_by_sort(&json!({"n": "a"}), &json!({"n": "B"}), &s), Ordering::Less);
-        assert_eq!(cmp_by_sort(&json!({}), &json!({"n": null}), &s), Ordering::Less);
+        assert_eq!(
+            cmp_by_sort(&json!({"n": "a"}), &json!({"n": "B"}), &s),
+            Ordering::Less
+        );
+        assert_eq!(
+            cmp_by_sort(&json!({}), &json!({"n": null}), &s),
+            Ordering::Less
+        );
         let d = vec![("n".to_string(), SortDir::Desc)];
-        assert_eq!(cmp_by_sort(&json!({"n": 1}), &json!({"n": 2}), &d), Ordering::Greater);
+        assert_eq!(
+            cmp_by_sort(&json!({"n": 1}), &json!({"n": 2}), &d),
+            Ordering::Greater
+        );
         let id = vec![("_id".to_string(), SortDir::Asc)];
-        assert_eq!(cmp_by_sort(&json!({"_id": "a"}), &json!({"_id": "B"}), &id), Ordering::Greater);
+        assert_eq!(
+            cmp_by_sort(&json!({"_id": "a"}), &json!({"_id": "B"}), &id),
+            Ordering::Greater
+        );
     }
 }

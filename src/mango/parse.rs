@@ -116,7 +116,11 @@ fn norm_ops(v: &Value, depth: usize) -> Result<A, MangoError> {
 fn norm_list(op: &str, arg: &Value, depth: usize) -> Result<Vec<A>, MangoError> {
     match arg {
         Value::Array(xs) => xs.iter().map(|x| norm_ops(x, depth + 1)).collect(),
-        _ => Err(MangoError::bad_arg(op, arg, "expected an array of selectors")),
+        _ => Err(MangoError::bad_arg(
+            op,
+            arg,
+            "expected an array of selectors",
+        )),
     }
 }
 
@@ -177,9 +181,7 @@ fn norm_pair(k: &str, arg: &Value, depth: usize) -> Result<A, MangoError> {
                             arg,
                             "the divisor must be a non-zero integer",
                         )),
-                        (Some(di), Some(ri)) => {
-                            leaf(Leaf::Mod(di, ri, d.clone(), r.clone()))
-                        }
+                        (Some(di), Some(ri)) => leaf(Leaf::Mod(di, ri, d.clone(), r.clone())),
                         _ => Err(MangoError::bad_arg(k, arg, why)),
                     },
                     _ => Err(MangoError::bad_arg(k, arg, why)),
@@ -304,7 +306,7 @@ fn norm_fields(a: A, path: &[String]) -> Result<B, MangoError> {
                 // CouchDB 3.5.2: an empty key at the root leaves the path empty.
                 norm_fields(*sub, path)?
             } else {
-                let segs = split_field(&key).map_err(|()| {
+                let segs = split_field(&key).ok_or_else(|| {
                     MangoError::InvalidFieldName(if path.is_empty() {
                         key.clone()
                     } else {
@@ -517,14 +519,20 @@ mod tests {
             norm(json!({"a": {"$not": {"$not": {"$size": 1}}}})),
             json!({"a": {"$size": 1}})
         );
-        assert_eq!(norm(json!({"x": {"$not": {"$and": []}}})), json!({"$or": []}));
+        assert_eq!(
+            norm(json!({"x": {"$not": {"$and": []}}})),
+            json!({"$or": []})
+        );
         assert_eq!(norm(json!({"x": {"$nor": []}})), json!({"$and": []}));
         assert_eq!(
             norm(json!({"a": {"$not": {"$exists": true, "$eq": 0}}})),
             json!({"$or": [{"a": {"$exists": false}}, {"a": {"$ne": 0}}]})
         );
         assert_eq!(norm(json!({"a\\.b": 1})), json!({"a\\.b": {"$eq": 1}}));
-        assert_eq!(norm(json!({"a": {"b\\.c": 1}})), json!({"a.b\\.c": {"$eq": 1}}));
+        assert_eq!(
+            norm(json!({"a": {"b\\.c": 1}})),
+            json!({"a.b\\.c": {"$eq": 1}})
+        );
         assert_eq!(
             norm(json!({"$text": "x"})),
             json!({"$default": {"$text": "x"}})

@@ -92,9 +92,13 @@ impl FieldPath {
         Lookup::Found(cur)
     }
 
-    /// Dotted spelling that parses back to the same segments (`.` escaped as `\.`).
+    /// Dotted spelling that parses back to the same segments (`.` escaped as `\.`; a leading
+    /// `$` escaped as `\$` so the name is not read as an operator).
     pub fn to_field_string(&self) -> String {
         let mut out = String::new();
+        if self.segs.first().is_some_and(|s| s.key.starts_with('$')) {
+            out.push('\\');
+        }
         for (i, s) in self.segs.iter().enumerate() {
             if i > 0 {
                 out.push('.');
@@ -110,8 +114,8 @@ impl FieldPath {
     }
 }
 
-/// Split a field name into segment strings. `Err(())` on an empty segment.
-pub fn split_field(field: &str) -> Result<Vec<String>, ()> {
+/// Split a field name into segment strings. `None` on an empty segment.
+pub fn split_field(field: &str) -> Option<Vec<String>> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut raw_len = 0usize;
@@ -119,7 +123,7 @@ pub fn split_field(field: &str) -> Result<Vec<String>, ()> {
     for c in field.chars() {
         if c == '.' && !prev_backslash {
             if raw_len == 0 || cur.is_empty() {
-                return Err(());
+                return None;
             }
             parts.push(std::mem::take(&mut cur));
             raw_len = 0;
@@ -133,15 +137,15 @@ pub fn split_field(field: &str) -> Result<Vec<String>, ()> {
         }
     }
     if raw_len == 0 || cur.is_empty() {
-        return Err(());
+        return None;
     }
     parts.push(cur);
-    Ok(parts)
+    Some(parts)
 }
 
 /// Parse a field name into a path.
-pub fn parse_field(field: &str) -> Result<FieldPath, ()> {
-    Ok(FieldPath {
+pub fn parse_field(field: &str) -> Option<FieldPath> {
+    Some(FieldPath {
         segs: split_field(field)?
             .iter()
             .map(|s| Segment::new(s))
@@ -168,7 +172,7 @@ mod tests {
         assert_eq!(keys("a\\\\b"), vec!["ab"]);
         assert_eq!(keys("deep.$key"), vec!["deep", "$key"]);
         for bad in ["a..b", "a.", ".a", "", ".", "a.\\", "\\"] {
-            assert!(split_field(bad).is_err(), "{bad:?}");
+            assert!(split_field(bad).is_none(), "{bad:?}");
         }
     }
 
@@ -201,7 +205,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for f in ["a", "a.b", "a\\.b.c", "x\\.y\\.z"] {
+        for f in ["a", "a.b", "a\\.b.c", "x\\.y\\.z", "\\$key.$x"] {
             let p = parse_field(f).unwrap();
             assert_eq!(p.to_field_string(), f);
             assert_eq!(parse_field(&p.to_field_string()).unwrap(), p);

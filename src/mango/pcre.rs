@@ -75,7 +75,10 @@ fn strip_verbs(mut p: &str) -> (bool, bool, &str) {
     let mut byte_mode = true;
     let mut ucp = false;
     loop {
-        if let Some(r) = p.strip_prefix("(*UTF8)").or_else(|| p.strip_prefix("(*UTF)")) {
+        if let Some(r) = p
+            .strip_prefix("(*UTF8)")
+            .or_else(|| p.strip_prefix("(*UTF)"))
+        {
             byte_mode = false;
             p = r;
         } else if let Some(r) = p.strip_prefix("(*UCP)") {
@@ -112,7 +115,8 @@ fn push_escaped_lit(out: &mut String, c: char, byte_mode: bool) {
 const WORD: &str = "0-9A-Za-z_";
 const SPACE: &str = "\\t\\n\\x0B\\x0C\\r\\x20";
 const HSPACE_B: &str = "\\t\\x20\\xA0";
-const HSPACE_U: &str = "\\t\\x20\\xA0\\x{1680}\\x{180E}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}";
+const HSPACE_U: &str =
+    "\\t\\x20\\xA0\\x{1680}\\x{180E}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}";
 const VSPACE_B: &str = "\\n\\x0B\\x0C\\r\\x85";
 const VSPACE_U: &str = "\\n\\x0B\\x0C\\r\\x85\\x{2028}\\x{2029}";
 
