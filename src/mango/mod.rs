@@ -91,3 +91,90 @@ impl Selector {
         self.root.is_none()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sel(v: Value) -> Selector {
+        Selector::parse(&v).unwrap()
+    }
+
+    #[test]
+    fn noop_ranges() {
+        assert!(sel(json!({"$or": []})).is_noop_range());
+        assert!(sel(json!({"$and": []})).is_noop_range());
+        assert!(sel(json!({"$nor": []})).is_noop_range());
+        assert!(sel(json!({"x": {"$not": {"$and": []}}})).is_noop_range());
+        assert!(!sel(json!({"age": 22, "$or": []})).is_noop_range());
+        assert!(!sel(json!({})).is_noop_range());
+        assert!(sel(json!({})).is_empty());
+        // match() itself says true for these (21-empty-selector-tests test_empty_array_or)
+        assert!(sel(json!({"$or": []})).matches(&json!({"a": 1})));
+    }
+
+    #[test]
+    fn depth_limit() {
+        let mut deep = json!({"a": 1});
+        for _ in 0..60 {
+            deep = json!({"$not": deep});
+        }
+        assert!(Selector::parse(&deep).is_ok());
+        for _ in 0..20 {
+            deep = json!({"$and": [deep]});
+        }
+        let e = Selector::parse(&deep).unwrap_err();
+        assert_eq!(e.error_tag(), "invalid_selector");
+        // The deepest accepted nesting parses, matches and renders within a 2 MiB stack even
+        // in debug builds (tokio and test threads get 2 MiB).
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(deepest_elem_match)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    fn deepest_elem_match() {
+        let (mut s, mut d) = (json!({"$eq": 1}), json!(1));
+        let mut n = 0;
+        loop {
+            let next = json!({"$elemMatch": s.clone()});
+            if Selector::parse(&json!({"a": next.clone()})).is_err() {
+                break;
+            }
+            s = next;
+            d = json!([d]);
+            n += 1;
+        }
+        assert!(n >= 60, "{n}");
+        let top = sel(json!({"a": s}));
+        assert!(top.matches(&json!({"a": d})));
+        assert_eq!(sel(top.normalized()), top);
+    }
+
+    #[test]
+    fn error_messages_show_json() {
+        let e = Selector::parse(&json!({"a": {"$mod": [0.5, 1]}})).unwrap_err();
+        assert_eq!(e.error_tag(), "bad_arg");
+        assert!(
+            e.to_string().contains("$mod") && e.to_string().contains("[0.5,1]"),
+            "{e}"
+        );
+        let e = Selector::parse(&json!({"a..b": 1})).unwrap_err();
+        assert!(e.to_string().contains("a..b"), "{e}");
+        let e = Selector::parse(&json!({"$gt": 1})).unwrap_err();
+        assert!(e.to_string().contains("missing a field name"), "{e}");
+    }
+
+    #[test]
+    fn escaped_dollar_field() {
+        // `\$key` escapes the `$`, so a field literally named `$key` can be queried; the
+        // normal form keeps the escape so it parses back to the same thing.
+        let s = sel(json!({"\\$key": 1}));
+        assert!(s.matches(&json!({"$key": 1})));
+        assert_eq!(s.normalized(), json!({"\\$key": {"$eq": 1}}));
+        assert_eq!(sel(s.normalized()), s);
+    }
+}

@@ -19,9 +19,10 @@ use super::error::{show, MangoError};
 use super::path::{split_field, FieldPath, Segment};
 use super::pcre::MangoRegex;
 
-/// Deepest selector nesting accepted (guards the recursion; CouchDB has no such limit but its
-/// JSON decoder and HTTP body limits bound it in practice).
-pub const MAX_DEPTH: usize = 200;
+/// Deepest nesting of operators (`$and`, `$not`, `$elemMatch`, implicit `$and`, ...) accepted.
+/// Guards the recursion; CouchDB has no such limit. Nested field keys are not counted (they
+/// are bounded by the JSON decoder's own depth limit, 128 for `serde_json`).
+pub const MAX_DEPTH: usize = 64;
 
 /// A leaf operator with its validated argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,7 +236,9 @@ fn norm_pair(k: &str, arg: &Value, depth: usize) -> Result<A, MangoError> {
             Err(MangoError::NotSupported(k.to_string()))
         }
         _ if k.starts_with('$') => Err(MangoError::InvalidOperator(k.to_string())),
-        _ => Ok(A::Field(k.to_string(), Box::new(norm_ops(arg, depth + 1)?))),
+        // Field keys do not count towards the depth: normalization folds them into one
+        // dotted path, while every operator level survives into the normal form.
+        _ => Ok(A::Field(k.to_string(), Box::new(norm_ops(arg, depth)?))),
     }
 }
 

@@ -15,7 +15,7 @@
 //! `(?#...)` comments are dropped.
 //!
 //! Known differences (patterns PCRE accepts that are rejected here with `bad_arg`, or that
-//! behave differently): recursion and subroutine calls (`(?R)`, `(?1)`, `(?&name)`),
+//! behave differently): recursion and subroutine calls (`(?R)`, `(?1)`, `(?&name)`, `\g{..}`),
 //! backtracking verbs other than the leading `(*UTF8)`/`(*UTF)`/`(*UCP)` (`(*SKIP)`, `(*FAIL)`,
 //! `(*CR)` ...), callouts, `\cX`, `\N`, `\X`, `\C`, `(?|...)` branch reset, `(?J)` and other
 //! option letters than `imsxU`, variable-length lookbehind (PCRE rejects it too).
