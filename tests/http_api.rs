@@ -388,3 +388,65 @@ fn unsafe_sigterm(pid: u32) {
         .success();
     assert!(ok);
 }
+
+#[test]
+fn changes_filtered_by_selector() {
+    let s = Server::start(&[]);
+    s.req("PUT", "/db", None);
+    let docs = json!({"docs": [
+        {"_id": "c1", "type": "collection"},
+        {"_id": "i1", "type": "item", "data": {"collection_id": "c1"}},
+        {"_id": "i2", "type": "item", "data": {"collection_id": "other"}},
+        {"_id": "x", "type": "secret"}
+    ]});
+    let (_, res) = s.req("POST", "/db/_bulk_docs", Some(&docs));
+    let sel = json!({"selector": {"$or": [
+        {"type": "collection"},
+        {"type": "item", "data.collection_id": {"$in": ["c1"]}}
+    ]}});
+    let (st, c) = s.req(
+        "POST",
+        "/db/_changes?filter=_selector&style=all_docs",
+        Some(&sel),
+    );
+    assert_eq!(st, 200);
+    let ids: Vec<&str> = c["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c1", "i1"]);
+    // A plain tombstone has no `type`: CouchDB's selector filter does not send it.
+    let rev = res[1]["rev"].as_str().unwrap();
+    s.req("DELETE", &format!("/db/i1?rev={rev}"), None);
+    let (_, c) = s.req("POST", "/db/_changes?filter=_selector", Some(&sel));
+    let ids: Vec<&str> = c["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c1"]);
+    // Errors: GET without a body, a non-object, an invalid operator.
+    assert_eq!(s.req("GET", "/db/_changes?filter=_selector", None).0, 400);
+    assert_eq!(
+        s.req(
+            "POST",
+            "/db/_changes?filter=_selector",
+            Some(&json!({"selector": 1}))
+        )
+        .0,
+        400
+    );
+    let (st, e) = s.req(
+        "POST",
+        "/db/_changes?filter=_selector",
+        Some(&json!({"selector": {"a": {"$nope": 1}}})),
+    );
+    assert_eq!(st, 400);
+    assert!(
+        e["reason"].as_str().unwrap().contains("invalid_operator"),
+        "{e}"
+    );
+}

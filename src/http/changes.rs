@@ -28,6 +28,8 @@ struct Feed {
     conflicts: bool,
     doc_ids: Option<Vec<String>>,
     design_only: bool,
+    /// `filter=_selector`: only revisions whose JSON matches are sent.
+    selector: Option<crate::mango::Selector>,
 }
 
 fn parse_seq(v: &str) -> Result<u64, ApiError> {
@@ -53,6 +55,7 @@ impl Feed {
         };
         let mut doc_ids = None;
         let mut design_only = false;
+        let mut selector = None;
         match req.param("filter") {
             None => {}
             Some("_doc_ids") => {
@@ -67,9 +70,17 @@ impl Feed {
             }
             Some("_design") => design_only = true,
             Some("_selector") => {
-                return Err(ApiError::bad_request(
-                    "filter=_selector is not supported yet by this server (the Mango engine lands next)",
-                ))
+                let sel = body
+                    .as_ref()
+                    .and_then(|b| b.get("selector"))
+                    .ok_or_else(|| ApiError::bad_request("Selector must be specified in POST payload"))?;
+                if !sel.is_object() {
+                    return Err(ApiError::bad_request("Selector error: expected a JSON object"));
+                }
+                selector = Some(
+                    crate::mango::Selector::parse(sel)
+                        .map_err(|e| ApiError::bad_request(format!("{}: {e}", e.error_tag())))?,
+                );
             }
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
@@ -86,6 +97,7 @@ impl Feed {
             conflicts: req.flag("conflicts")?,
             doc_ids,
             design_only,
+            selector,
         })
     }
 
@@ -96,21 +108,34 @@ impl Feed {
         self.doc_ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
     }
 
-    fn row(&self, db: &Database, c: &Change) -> Result<Value, ApiError> {
+    /// The feed row for a change, or `None` when the selector lets none of its revisions pass.
+    fn row(&self, db: &Database, c: &Change) -> Result<Option<Value>, ApiError> {
         let tree = &c.record.tree;
         let leaves = tree.leaves();
         let winner = leaves
             .first()
             .copied()
             .ok_or_else(|| ApiError::not_found("missing"))?;
-        let revs: Vec<Value> = if self.all_docs {
-            leaves
-                .iter()
-                .map(|&i| json!({"rev": tree.node(i).rev.to_string()}))
-                .collect()
+        let candidates: Vec<usize> = if self.all_docs {
+            leaves.clone()
         } else {
-            vec![json!({"rev": tree.node(winner).rev.to_string()})]
+            vec![winner]
         };
+        let mut revs = Vec::with_capacity(candidates.len());
+        for i in candidates {
+            // CouchDB tests every candidate revision's JSON (tombstones included, not
+            // special-cased) and lists only those that pass.
+            if let Some(sel) = &self.selector {
+                let doc = db.doc_json(&c.id, &c.record, i, &ReadOpts::default())?;
+                if !sel.matches(&doc) {
+                    continue;
+                }
+            }
+            revs.push(json!({"rev": tree.node(i).rev.to_string()}));
+        }
+        if revs.is_empty() {
+            return Ok(None);
+        }
         let mut row = json!({"seq": seq_json(c.seq), "id": c.id, "changes": revs});
         if tree.node(winner).deleted {
             row["deleted"] = json!(true);
@@ -122,7 +147,7 @@ impl Feed {
             };
             row["doc"] = db.doc_json(&c.id, &c.record, winner, &opts)?;
         }
-        Ok(row)
+        Ok(Some(row))
     }
 
     /// Rows after `since`, at most `limit`; returns them and the last sequence looked at.
@@ -149,7 +174,9 @@ impl Feed {
                 c.seq
             };
             if self.passes(&c) {
-                rows.push(self.row(db, &c)?);
+                if let Some(row) = self.row(db, &c)? {
+                    rows.push(row);
+                }
             }
         }
         if !limited && !self.descending {
