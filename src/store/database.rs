@@ -249,14 +249,21 @@ impl Database {
         let seq = meta.update_seq;
         drop(meta);
         if changed {
-            self.commit.commit()?;
-            self.updates.send_if_modified(|s| {
-                let bumped = *s < seq;
-                *s = (*s).max(seq);
-                bumped
-            });
+            self.publish(seq)?;
         }
         Ok(outcomes)
+    }
+
+    /// Makes an applied batch durable, then wakes changes listeners: a feed never shows a
+    /// write that could still be lost.
+    fn publish(&self, seq: u64) -> Result<()> {
+        self.commit.commit()?;
+        self.updates.send_if_modified(|s| {
+            let bumped = *s < seq;
+            *s = (*s).max(seq);
+            bumped
+        });
+        Ok(())
     }
 
     /// A single interactive write (`PUT /db/doc`), surfacing the per-doc error.
@@ -612,12 +619,7 @@ impl Database {
         let (seq, purge_seq) = (meta.update_seq, meta.purge_seq);
         drop(meta);
         if changed {
-            self.commit.commit()?;
-            self.updates.send_if_modified(|s| {
-                let bumped = *s < seq;
-                *s = (*s).max(seq);
-                bumped
-            });
+            self.publish(seq)?;
         }
         Ok((purge_seq, out))
     }
