@@ -450,3 +450,128 @@ fn changes_filtered_by_selector() {
         "{e}"
     );
 }
+
+#[test]
+fn find_explain_index_and_preview_agree_with_filtered_changes() {
+    let s = Server::start(&[]);
+    s.req("PUT", "/db", None);
+    let mut docs = Vec::new();
+    for i in 0..60 {
+        let t = ["collection", "item", "image", "secret"][i % 4];
+        docs.push(json!({"_id": format!("d{i:02}"), "type": t, "n": i,
+                         "data": {"collection_id": if i % 3 == 0 { "c1" } else { "c2" }}}));
+    }
+    docs.push(json!({"_id": "_design/x", "type": "item", "data": {"collection_id": "c1"}}));
+    s.req("POST", "/db/_bulk_docs", Some(&json!({"docs": docs})));
+    let selector = json!({"$or": [{"type": "collection"}, {"type": "item", "data.collection_id": {"$in": ["c1"]}}]});
+
+    let (st, r) = s.req(
+        "POST",
+        "/db/_find",
+        Some(&json!({"selector": selector, "limit": 1000, "execution_stats": true})),
+    );
+    assert_eq!(st, 200);
+    assert!(r["warning"].as_str().unwrap().contains("No matching index"));
+    assert_eq!(r["execution_stats"]["total_docs_examined"], 60);
+    let found: Vec<String> = r["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["_id"].as_str().unwrap().to_owned())
+        .collect();
+    // The preview: what a selector-filtered replication would send, minus design docs.
+    let (_, c) = s.req(
+        "POST",
+        "/db/_changes?filter=_selector&style=all_docs",
+        Some(&json!({"selector": selector})),
+    );
+    let mut changed: Vec<String> = c["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .filter(|id| !id.starts_with("_design/"))
+        .collect();
+    changed.sort();
+    assert_eq!(found, changed);
+    assert_eq!(found.len(), 15 + 5);
+
+    // sort, fields, skip, limit, bookmark.
+    let (_, r) = s.req("POST", "/db/_find", Some(&json!({
+        "selector": {"type": "image"}, "sort": [{"n": "desc"}], "fields": ["_id", "n"], "limit": 3})));
+    assert_eq!(
+        r["docs"],
+        json!([{"_id": "d58", "n": 58}, {"_id": "d54", "n": 54}, {"_id": "d50", "n": 50}])
+    );
+    let (_, r2) = s.req("POST", "/db/_find", Some(&json!({
+        "selector": {"type": "image"}, "sort": [{"n": "desc"}], "fields": ["n"], "limit": 2, "bookmark": r["bookmark"]})));
+    assert_eq!(r2["docs"], json!([{"n": 46}, {"n": 42}]));
+    let (_, r) = s.req(
+        "POST",
+        "/db/_find",
+        Some(&json!({"selector": {"n": {"$lt": 3}}, "skip": 1})),
+    );
+    assert_eq!(r["docs"].as_array().unwrap().len(), 2);
+    // An empty $or finds nothing in _find (CouchDB's noop range).
+    let (_, r) = s.req("POST", "/db/_find", Some(&json!({"selector": {"$or": []}})));
+    assert_eq!(r["docs"], json!([]));
+    // Errors name the problem.
+    let (st, e) = s.req("POST", "/db/_find", Some(&json!({"selector": [1]})));
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_selector_json"))
+    );
+    let (st, e) = s.req(
+        "POST",
+        "/db/_find",
+        Some(&json!({"selector": {"a": {"$mod": [0, 1]}}})),
+    );
+    assert_eq!((st, e["error"].as_str()), (400, Some("bad_arg")));
+
+    let (st, e) = s.req(
+        "POST",
+        "/db/_explain",
+        Some(&json!({"selector": {"a": {"$gt": 1, "$lt": 5}}})),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(e["index"]["name"], "_all_docs");
+    assert!(
+        e["selector"]["a"]["$and"].is_array() || e["selector"]["$and"].is_array(),
+        "{e}"
+    );
+
+    let (st, r) = s.req(
+        "POST",
+        "/db/_index",
+        Some(
+            &json!({"index": {"fields": ["type", {"n": "desc"}]}, "name": "by-type", "ddoc": "q"}),
+        ),
+    );
+    assert_eq!(
+        (st, r["result"].as_str(), r["id"].as_str()),
+        (200, Some("created"), Some("_design/q"))
+    );
+    let (_, r) = s.req(
+        "POST",
+        "/db/_index",
+        Some(
+            &json!({"index": {"fields": ["type", {"n": "desc"}]}, "name": "by-type", "ddoc": "q"}),
+        ),
+    );
+    assert_eq!(r["result"], "exists");
+    let (_, list) = s.req("GET", "/db/_index", None);
+    assert_eq!(list["total_rows"], 2);
+    assert_eq!(
+        list["indexes"][1]["def"]["fields"],
+        json!([{"type": "asc"}, {"n": "desc"}])
+    );
+    assert_eq!(
+        s.req("DELETE", "/db/_index/_design/q/json/by-type", None).0,
+        200
+    );
+    assert_eq!(s.req("GET", "/db/_index", None).1["total_rows"], 1);
+    assert_eq!(
+        s.req("POST", "/db/_index", Some(&json!({"index": {}}))).0,
+        400
+    );
+}

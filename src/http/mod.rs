@@ -7,6 +7,7 @@ pub mod changes;
 pub mod db_api;
 pub mod doc_api;
 pub mod error;
+pub mod find_api;
 pub mod request;
 pub mod router;
 

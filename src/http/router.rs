@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::request::{error_resp, json_resp, parse_query, percent_decode, Req, Resp};
-use super::{changes, db_api, doc_api, Ctx};
+use super::{changes, db_api, doc_api, find_api, Ctx};
 
 pub async fn handle(
     ctx: Arc<Ctx>,
@@ -106,6 +106,9 @@ async fn route(ctx: &Arc<Ctx>, req: Req) -> Result<Resp, ApiError> {
         ),
         [db] => db_api::database(ctx, db, &req).await,
         [db, "_changes"] => changes::handle(ctx, db, &req).await,
+        [db, "_find"] => find_api::find(ctx, db, &req).await,
+        [db, "_explain"] => find_api::explain(ctx, db, &req).await,
+        [db, "_index", rest @ ..] => find_api::index(ctx, db, rest, &req).await,
         [db, "_local", id] => doc_api::local(ctx, db, &format!("_local/{id}"), &req).await,
         [db, "_design", name] => doc_api::doc(ctx, db, &format!("_design/{name}"), &req).await,
         [db, "_design", name, att @ ..] => {

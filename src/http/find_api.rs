@@ -1,0 +1,317 @@
+//! `_find`, `_explain` and `_index`. Queries run as a full scan in `_id` order with the Mango
+//! engine (correct first; index use is a later optimization), so `sort` works on any field.
+//! Index definitions are stored as CouchDB stores them: design docs with `"language":"query"`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use hyper::{Method, StatusCode};
+use md5::Digest;
+use serde_json::{json, Map, Value};
+
+use super::db_api::blocking;
+use super::error::ApiError;
+use super::request::{json_resp, Req, Resp};
+use super::Ctx;
+use crate::mango::find::{cmp_by_sort, project, FindRequest, SortDir};
+use crate::mango::MangoError;
+use crate::store::{Database, ReadOpts};
+
+const NO_INDEX_WARNING: &str = "No matching index found, create an index to optimize query time.";
+
+fn mango_error(e: MangoError) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, e.error_tag(), e.to_string())
+}
+
+fn parse_find(req: &Req) -> Result<FindRequest, ApiError> {
+    let body = Value::Object(req.json_object()?);
+    match body.get("selector") {
+        Some(Value::Object(_)) => {}
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_selector_json",
+                format!("Selector must be a JSON object, not: {other}"),
+            ))
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_required_key",
+                "Missing required key: selector",
+            ))
+        }
+    }
+    FindRequest::parse(&body).map_err(mango_error)
+}
+
+/// The bookmark is the offset reached so far, opaque to clients.
+fn bookmark_offset(b: &Option<String>) -> Result<usize, ApiError> {
+    let Some(b) = b else { return Ok(0) };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|s| s.strip_prefix("settee:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_bookmark",
+                format!("Invalid bookmark value: {b}"),
+            )
+        })
+}
+
+fn make_bookmark(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("settee:{offset}"))
+}
+
+/// Runs a query: every live, non-design document matching the selector, sorted, paged.
+fn run(db: &Database, q: &FindRequest) -> Result<(Vec<Value>, usize, String), ApiError> {
+    let opts = ReadOpts {
+        conflicts: q.conflicts,
+        ..Default::default()
+    };
+    let mut matched = Vec::new();
+    let mut examined = 0;
+    if !q.selector.is_noop_range() {
+        for r in db.docs_from("", false) {
+            let (id, rec) = r?;
+            if id.starts_with("_design/") || rec.tree.is_deleted() {
+                continue;
+            }
+            let Some(w) = rec.tree.winner() else { continue };
+            examined += 1;
+            let doc = db.doc_json(&id, &rec, w, &opts)?;
+            if q.selector.matches(&doc) {
+                matched.push(doc);
+            }
+        }
+    }
+    if !q.sort.is_empty() {
+        // Stable sort keeps `_id` order among ties.
+        matched.sort_by(|a, b| cmp_by_sort(a, b, &q.sort));
+    }
+    let start = q.skip + bookmark_offset(&q.bookmark)?;
+    let docs: Vec<Value> = matched
+        .into_iter()
+        .skip(start)
+        .take(q.limit)
+        .map(|d| match &q.fields {
+            Some(f) => project(&d, f),
+            None => d,
+        })
+        .collect();
+    let bookmark = make_bookmark(start + docs.len());
+    Ok((docs, examined, bookmark))
+}
+
+pub async fn find(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiError> {
+    if req.method != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    let db = ctx.store.db(db)?;
+    let q = parse_find(req)?;
+    let t = Instant::now();
+    let stats = q.execution_stats;
+    let (docs, examined, bookmark) = blocking(move || run(&db, &q)).await?;
+    let mut out = json!({"docs": docs, "bookmark": bookmark, "warning": NO_INDEX_WARNING});
+    if stats {
+        out["execution_stats"] = json!({
+            "total_keys_examined": 0,
+            "total_docs_examined": examined,
+            "total_quorum_docs_examined": 0,
+            "results_returned": out["docs"].as_array().map_or(0, Vec::len),
+            "execution_time_ms": t.elapsed().as_secs_f64() * 1000.0,
+        });
+    }
+    Ok(json_resp(StatusCode::OK, &out))
+}
+
+fn all_docs_index() -> Value {
+    json!({"ddoc": null, "name": "_all_docs", "type": "special", "def": {"fields": [{"_id": "asc"}]}})
+}
+
+pub async fn explain(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiError> {
+    if req.method != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    ctx.store.db(db)?;
+    let q = parse_find(req)?;
+    let sort: Vec<Value> = q
+        .sort
+        .iter()
+        .map(|(f, d)| json!({f: if *d == SortDir::Asc { "asc" } else { "desc" }}))
+        .collect();
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({
+            "dbname": db,
+            "index": all_docs_index(),
+            "partitioned": false,
+            "selector": q.selector.normalized(),
+            "opts": {"use_index": [], "bookmark": q.bookmark.clone().unwrap_or_else(|| "nil".into()),
+                     "limit": q.limit, "skip": q.skip, "sort": sort, "fields": q.fields.clone().map_or(json!("all_fields"), |f| json!(f)),
+                     "r": [q.r], "conflicts": q.conflicts, "execution_stats": q.execution_stats},
+            "limit": q.limit,
+            "skip": q.skip,
+            "fields": q.fields.map_or(json!("all_fields"), |f| json!(f)),
+            "mrargs": {"include_docs": true, "view_type": "map", "reduce": false, "start_key": null,
+                       "end_key": "<MAX>", "direction": "fwd", "stable": false, "update": true, "conflicts": "undefined"},
+            "covering": false
+        }),
+    ))
+}
+
+/// Index definitions found in the database's query design docs.
+fn list_indexes(db: &Database) -> Result<Vec<Value>, ApiError> {
+    let mut out = vec![all_docs_index()];
+    for r in db.docs_from("_design/", false) {
+        let (id, rec) = r?;
+        if !id.starts_with("_design/") {
+            break;
+        }
+        if rec.tree.is_deleted() {
+            continue;
+        }
+        let ddoc = db.get(&id, None, &ReadOpts::default())?;
+        if ddoc.get("language").and_then(Value::as_str) != Some("query") {
+            continue;
+        }
+        if let Some(Value::Object(views)) = ddoc.get("views") {
+            for (name, view) in views {
+                let def = view
+                    .pointer("/options/def")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                out.push(json!({"ddoc": id, "name": name, "type": "json", "partitioned": false, "def": def}));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn index(
+    ctx: &Arc<Ctx>,
+    db_name: &str,
+    rest: &[&str],
+    req: &Req,
+) -> Result<Resp, ApiError> {
+    let db = ctx.store.db(db_name)?;
+    match (rest, &req.method) {
+        ([], &Method::GET) => {
+            let idx = list_indexes(&db)?;
+            Ok(json_resp(
+                StatusCode::OK,
+                &json!({"total_rows": idx.len(), "indexes": idx}),
+            ))
+        }
+        ([], &Method::POST) => {
+            let body = req.json_object()?;
+            let index = body
+                .get("index")
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "missing_required_key",
+                        "Missing required key: index",
+                    )
+                })?;
+            let fields = index
+                .get("fields")
+                .and_then(Value::as_array)
+                .filter(|f| !f.is_empty())
+                .ok_or_else(|| ApiError::bad_request("index.fields must be a non-empty array of field names or {field: direction}"))?;
+            let mut def_fields = Vec::new();
+            for f in fields {
+                match f {
+                    Value::String(s) => def_fields.push(json!({s: "asc"})),
+                    Value::Object(m) if m.len() == 1 => def_fields.push(f.clone()),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid index field: {other}"
+                        )))
+                    }
+                }
+            }
+            let mut def = Map::new();
+            def.insert("fields".into(), Value::Array(def_fields.clone()));
+            if let Some(p) = index.get("partial_filter_selector") {
+                crate::mango::Selector::parse(p).map_err(mango_error)?;
+                def.insert("partial_filter_selector".into(), p.clone());
+            }
+            let def = Value::Object(def);
+            let hash = crate::store::rev::hex(&md5::Md5::digest(def.to_string().as_bytes()));
+            let name = body
+                .get("name")
+                .and_then(Value::as_str)
+                .map_or_else(|| hash.clone(), str::to_owned);
+            let ddoc = body
+                .get("ddoc")
+                .and_then(Value::as_str)
+                .map_or_else(|| hash.clone(), str::to_owned);
+            let ddoc_id = if ddoc.starts_with("_design/") {
+                ddoc
+            } else {
+                format!("_design/{ddoc}")
+            };
+            let existing = db.get(&ddoc_id, None, &ReadOpts::default()).ok();
+            if existing
+                .as_ref()
+                .and_then(|d| d.pointer(&format!("/views/{name}/options/def")))
+                == Some(&def)
+            {
+                return Ok(json_resp(
+                    StatusCode::OK,
+                    &json!({"result": "exists", "id": ddoc_id, "name": name}),
+                ));
+            }
+            let mut doc = existing
+                .unwrap_or_else(|| json!({"_id": ddoc_id, "language": "query", "views": {}}));
+            let map_fields: Map<String, Value> = def_fields
+                .iter()
+                .filter_map(|f| {
+                    f.as_object()
+                        .and_then(|m| m.iter().next())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                })
+                .collect();
+            doc["views"][&name] =
+                json!({"map": {"fields": map_fields}, "reduce": "_count", "options": {"def": def}});
+            let out = blocking(move || Ok(db.bulk_docs(vec![doc], true)?)).await?;
+            if let Some(Err(e)) = out.into_iter().next().map(|o| o.result) {
+                return Err(e.into());
+            }
+            Ok(json_resp(
+                StatusCode::OK,
+                &json!({"result": "created", "id": ddoc_id, "name": name}),
+            ))
+        }
+        ([ddoc, _type, name], &Method::DELETE)
+        | (["_design", ddoc, _type, name], &Method::DELETE) => {
+            let ddoc_id = format!("_design/{}", ddoc.trim_start_matches("_design/"));
+            let mut doc = db
+                .get(&ddoc_id, None, &ReadOpts::default())
+                .map_err(|_| ApiError::not_found("Index not found"))?;
+            let removed = doc
+                .get_mut("views")
+                .and_then(Value::as_object_mut)
+                .and_then(|v| v.shift_remove(*name));
+            if removed.is_none() {
+                return Err(ApiError::not_found("Index not found"));
+            }
+            if doc["views"].as_object().is_some_and(Map::is_empty) {
+                doc["_deleted"] = json!(true);
+            }
+            let out = blocking(move || Ok(db.bulk_docs(vec![doc], true)?)).await?;
+            if let Some(Err(e)) = out.into_iter().next().map(|o| o.result) {
+                return Err(e.into());
+            }
+            Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+        }
+        ([], _) => Err(ApiError::method_not_allowed("GET,POST")),
+        _ => Err(ApiError::not_found("no such index endpoint")),
+    }
+}
