@@ -85,7 +85,7 @@ pub async fn database(ctx: &Arc<Ctx>, name: &str, req: &Req) -> Result<Resp, Api
 pub async fn special(ctx: &Arc<Ctx>, name: &str, what: &str, req: &Req) -> Result<Resp, ApiError> {
     let db = ctx.store.db(name)?;
     match (what, &req.method) {
-        ("_bulk_docs", &Method::POST) => bulk_docs(db, req).await,
+        ("_bulk_docs", &Method::POST) => bulk_docs(ctx, db, req).await,
         ("_bulk_get", &Method::POST) => bulk_get(db, req),
         ("_revs_diff", &Method::POST) => {
             let body = req.json_object()?;
@@ -185,14 +185,48 @@ fn positive_int_body(req: &Req) -> Result<u64, ApiError> {
     }
 }
 
-async fn bulk_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
+/// Write-path rules that depend on who writes: passwords in `_users` are hashed, members may
+/// not write design documents, and a user editing their own user doc may not change its roles.
+pub fn prepare_writes(
+    ctx: &Ctx,
+    req: &Req,
+    db: &str,
+    docs: &mut [Value],
+    new_edits: bool,
+) -> Result<(), ApiError> {
+    super::auth::check_bulk_design(ctx, &req.user, db, docs)?;
+    if db == super::auth::USERS_DB && new_edits {
+        for d in docs.iter_mut() {
+            super::auth::prepare_user_doc(d)?;
+            if !req.user.is_server_admin() {
+                let id = d.get("_id").and_then(Value::as_str).unwrap_or_default();
+                let current = ctx.store.db(db)?.get(id, None, &ReadOpts::default()).ok();
+                let old_roles = current
+                    .as_ref()
+                    .and_then(|c| c.get("roles"))
+                    .cloned()
+                    .unwrap_or(json!([]));
+                if d.get("roles") != Some(&old_roles) {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "Only server admins may change a user's roles.",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn bulk_docs(ctx: &Ctx, db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     let mut body = req.json_object()?;
     let new_edits = match body.get("new_edits") {
         None => true,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::bad_request("`new_edits` must be a boolean")),
     };
-    let docs = match body.shift_remove("docs") {
+    let mut docs = match body.shift_remove("docs") {
         Some(Value::Array(d)) => d,
         _ => {
             return Err(ApiError::bad_request(
@@ -200,6 +234,7 @@ async fn bulk_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
             ))
         }
     };
+    prepare_writes(ctx, req, db.name(), &mut docs, new_edits)?;
     let out = blocking(move || Ok(db.bulk_docs(docs, new_edits)?)).await?;
     let rows: Vec<Value> = out
         .into_iter()

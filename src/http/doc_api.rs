@@ -107,7 +107,15 @@ pub async fn doc(ctx: &Arc<Ctx>, db: &str, id: &str, req: &Req) -> Result<Resp, 
             }
             body.insert("_id".into(), json!(id));
             let new_edits = req.param("new_edits") != Some("false");
-            write_one(db, Value::Object(body), new_edits).await
+            let mut doc = Value::Object(body);
+            super::db_api::prepare_writes(
+                ctx,
+                req,
+                db.name(),
+                std::slice::from_mut(&mut doc),
+                new_edits,
+            )?;
+            write_one(db, doc, new_edits).await
         }
         Method::DELETE => {
             let rev = rev_param(req)?.ok_or_else(|| {

@@ -2,6 +2,7 @@
 //! hyper. Requests are read whole (bounded), routed by path segments, and answered with
 //! CouchDB's JSON shapes; every failure goes through [`error::ApiError`].
 
+pub mod auth;
 pub mod body;
 pub mod changes;
 pub mod db_api;
@@ -38,6 +39,7 @@ pub struct Ctx {
     pub cfg: ServeConfig,
     /// Flips to `true` on shutdown: streaming feeds end.
     pub shutdown: watch::Receiver<bool>,
+    pub auth: auth::AuthCache,
 }
 
 /// Accepts connections until `shutdown` flips, then lets in-flight requests finish.
@@ -51,6 +53,7 @@ pub async fn serve(
         store,
         cfg,
         shutdown: shutdown.clone(),
+        auth: auth::AuthCache::default(),
     });
     let mut conns = JoinSet::new();
     loop {

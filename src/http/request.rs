@@ -13,6 +13,8 @@ pub struct Req {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Who is asking (filled in by the router after authentication).
+    pub user: super::auth::UserCtx,
 }
 
 pub type Resp = hyper::Response<Body>;

@@ -3,14 +3,13 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use base64::Engine;
 use http_body_util::{BodyExt, Limited};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::request::{error_resp, json_resp, parse_query, percent_decode, Req, Resp};
-use super::{changes, db_api, doc_api, find_api, Ctx};
+use super::{auth, changes, db_api, doc_api, find_api, Ctx};
 
 pub async fn handle(
     ctx: Arc<Ctx>,
@@ -41,6 +40,7 @@ pub async fn handle(
         query: parse_query(parts.uri.query()),
         headers: parts.headers,
         body,
+        user: Default::default(),
     };
     let head = req.method == Method::HEAD;
     let resp = match route(&ctx, req).await {
@@ -58,40 +58,14 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// Server admin check: with an admin configured every request but the welcome and `_up`
-/// needs its Basic credentials; without one (admin party) the server only listens on loopback.
-fn authorize(ctx: &Ctx, req: &Req) -> Result<(), ApiError> {
-    let Some((user, pass)) = &ctx.cfg.admin else {
-        return Ok(());
-    };
-    let public = req.segments.is_empty() || req.segments == ["_up"];
-    if public {
-        return Ok(());
-    }
-    let given = req
-        .headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok());
-    match given {
-        Some(g) if g.split_once(':') == Some((user.as_str(), pass.as_str())) => Ok(()),
-        Some(_) => Err(ApiError::unauthorized("Name or password is incorrect.")),
-        None => Err(ApiError::unauthorized("You are not a server admin.")),
-    }
-}
-
-async fn route(ctx: &Arc<Ctx>, req: Req) -> Result<Resp, ApiError> {
-    authorize(ctx, &req)?;
+async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
+    req.user = auth::authenticate(ctx, &req)?;
+    auth::authorize(ctx, &req.user, &req)?;
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     match seg.as_slice() {
         [] => Ok(welcome(ctx)),
         ["_up"] => Ok(json_resp(StatusCode::OK, &json!({"status": "ok"}))),
+        ["_session"] => session(ctx, &req),
         ["_all_dbs"] => {
             let dbs = ctx.store.all_dbs()?;
             Ok(json_resp(StatusCode::OK, &json!(dbs)))
@@ -156,4 +130,64 @@ pub fn id_revs(
             Ok((id.clone(), revs))
         })
         .collect()
+}
+
+/// `GET|POST|DELETE /_session`: cookie sessions, as CouchDB's cookie authentication handler.
+fn session(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
+    match req.method {
+        Method::GET | Method::HEAD => Ok(json_resp(
+            StatusCode::OK,
+            &json!({"ok": true, "userCtx": req.user.json(),
+                    "info": {"authentication_handlers": ["cookie", "default"],
+                             "authenticated": if req.user.name.is_some() { "cookie" } else { "default" }}}),
+        )),
+        Method::POST => {
+            let form = req
+                .headers
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+            let (name, password) = if form {
+                let q = parse_query(std::str::from_utf8(&req.body).ok());
+                let get = |k: &str| {
+                    q.iter()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                (get("name"), get("password"))
+            } else {
+                let b = req.json_object()?;
+                let get = |k: &str| {
+                    b.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                (get("name"), get("password"))
+            };
+            let user = auth::login(ctx, &name, &password)?
+                .ok_or_else(|| ApiError::unauthorized("Name or password is incorrect."))?;
+            let mut resp = json_resp(
+                StatusCode::OK,
+                &json!({"ok": true, "name": user.name, "roles": user.roles}),
+            );
+            let cookie = format!(
+                "AuthSession={}; Version=1; Path=/; HttpOnly; SameSite=Lax",
+                auth::make_cookie(ctx, &name)
+            );
+            if let Ok(v) = cookie.parse() {
+                resp.headers_mut().insert(hyper::header::SET_COOKIE, v);
+            }
+            Ok(resp)
+        }
+        Method::DELETE => {
+            let mut resp = json_resp(StatusCode::OK, &json!({"ok": true}));
+            if let Ok(v) = "AuthSession=; Version=1; Path=/; HttpOnly; Max-Age=0".parse() {
+                resp.headers_mut().insert(hyper::header::SET_COOKIE, v);
+            }
+            Ok(resp)
+        }
+        _ => Err(ApiError::method_not_allowed("GET,HEAD,POST,DELETE")),
+    }
 }

@@ -52,6 +52,8 @@ pub struct Store {
     ddl: Mutex<()>,
     commit: Arc<GroupCommit>,
     uuid: String,
+    /// Random bytes made once per store: signs session cookies, so they survive restarts.
+    secret: Vec<u8>,
 }
 
 /// System databases allowed besides the ordinary name pattern.
@@ -91,8 +93,18 @@ impl Store {
                 u
             }
         };
+        let secret = match server.get("secret")? {
+            Some(s) => s.to_vec(),
+            None => {
+                let s: [u8; 32] = rand::random();
+                server.insert("secret", &s[..])?;
+                sled.flush()?;
+                s.to_vec()
+            }
+        };
         let commit = Arc::new(GroupCommit::new(sled.clone()));
         Ok(Store {
+            secret,
             sled,
             catalog,
             open: RwLock::new(HashMap::new()),
@@ -105,6 +117,10 @@ impl Store {
     /// This server's stable uuid (`GET /` shows it; replication ids and shares use it).
     pub fn uuid(&self) -> &str {
         &self.uuid
+    }
+
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
     }
 
     pub fn all_dbs(&self) -> Result<Vec<String>> {

@@ -1,0 +1,198 @@
+//! Users, sessions and per-database security over real HTTP (CouchDB 3 rules).
+
+mod common;
+
+use base64::Engine;
+use common::Server;
+use serde_json::{json, Value};
+
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+fn call(s: &Server, method: &str, path: &str, auth: &str, body: Option<Value>) -> (u16, Value) {
+    let headers: Vec<(&str, &str)> = if auth.is_empty() {
+        vec![]
+    } else {
+        vec![("Authorization", auth)]
+    };
+    let (st, _, b) = s.raw(
+        method,
+        path,
+        &headers,
+        body.map(|b| b.to_string().into_bytes()),
+    );
+    (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+#[test]
+fn users_members_admins_and_sessions() {
+    let s = Server::start(&["--admin", "adm:pw"]);
+    let adm = basic("adm", "pw");
+    let bob = basic("bob", "hunter2");
+    for db in ["shared", "private"] {
+        assert_eq!(call(&s, "PUT", &format!("/{db}"), &adm, None).0, 201);
+    }
+    // A user document: the clear password is replaced by PBKDF2 fields.
+    let user = json!({"name": "bob", "password": "hunter2", "roles": [], "type": "user"});
+    assert_eq!(
+        call(&s, "PUT", "/_users/org.couchdb.user:bob", &adm, Some(user)).0,
+        201
+    );
+    let (_, u) = call(&s, "GET", "/_users/org.couchdb.user:bob", &adm, None);
+    assert!(u.get("password").is_none());
+    assert_eq!(u["password_scheme"], "pbkdf2");
+    assert_eq!(u["derived_key"].as_str().unwrap().len(), 64);
+    let bad = json!({"name": "eve", "roles": [], "type": "user"});
+    assert_eq!(
+        call(
+            &s,
+            "PUT",
+            "/_users/org.couchdb.user:mallory",
+            &adm,
+            Some(bad)
+        )
+        .0,
+        403
+    );
+
+    // No _security object: admin only. Anonymous gets 401, a user 403.
+    assert_eq!(call(&s, "GET", "/private", "", None).0, 401);
+    assert_eq!(call(&s, "GET", "/private", &bob, None).0, 403);
+    assert_eq!(
+        call(&s, "GET", "/private", &basic("bob", "wrong"), None).0,
+        401
+    );
+
+    let sec =
+        json!({"admins": {"names": [], "roles": []}, "members": {"names": ["bob"], "roles": []}});
+    assert_eq!(call(&s, "PUT", "/shared/_security", &adm, Some(sec)).0, 200);
+    // A member reads and writes documents ...
+    assert_eq!(
+        call(&s, "PUT", "/shared/d1", &bob, Some(json!({"v": 1}))).0,
+        201
+    );
+    assert_eq!(call(&s, "GET", "/shared/d1", &bob, None).0, 200);
+    let (st, _) = call(
+        &s,
+        "POST",
+        "/shared/_bulk_docs",
+        &bob,
+        Some(json!({"docs": [{"_id": "d2"}]})),
+    );
+    assert_eq!(st, 201);
+    assert_eq!(
+        call(&s, "GET", "/shared/_changes", &bob, None).1["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // ... but not design docs, security, purge, or databases.
+    assert_eq!(
+        call(&s, "PUT", "/shared/_design/x", &bob, Some(json!({}))).0,
+        403
+    );
+    let (st, _) = call(
+        &s,
+        "POST",
+        "/shared/_bulk_docs",
+        &bob,
+        Some(json!({"docs": [{"_id": "_design/y"}]})),
+    );
+    assert_eq!(st, 403);
+    assert_eq!(
+        call(&s, "PUT", "/shared/_security", &bob, Some(json!({}))).0,
+        403
+    );
+    assert_eq!(
+        call(&s, "POST", "/shared/_purge", &bob, Some(json!({"d1": []}))).0,
+        403
+    );
+    assert_eq!(call(&s, "PUT", "/newdb", &bob, None).0, 403);
+    assert_eq!(call(&s, "DELETE", "/shared", &bob, None).0, 403);
+    assert_eq!(call(&s, "GET", "/_all_dbs", &bob, None).0, 403);
+    assert_eq!(call(&s, "GET", "/_replicator/_all_docs", &bob, None).0, 403);
+    assert_eq!(call(&s, "GET", "/_users/_all_docs", &bob, None).0, 403);
+    assert_eq!(call(&s, "GET", "/shared/d1", "", None).0, 401);
+
+    // A user reads their own user doc and changes their password, not their roles.
+    assert_eq!(
+        call(&s, "GET", "/_users/org.couchdb.user:bob", &bob, None).0,
+        200
+    );
+    let rev = u["_rev"].as_str().unwrap();
+    let escalate = json!({"_rev": rev, "name": "bob", "roles": ["_admin"], "type": "user"});
+    assert_eq!(
+        call(
+            &s,
+            "PUT",
+            "/_users/org.couchdb.user:bob",
+            &bob,
+            Some(escalate)
+        )
+        .0,
+        403
+    );
+    let newpw = json!({"_rev": rev, "name": "bob", "roles": [], "type": "user", "password": "n3w"});
+    assert_eq!(
+        call(&s, "PUT", "/_users/org.couchdb.user:bob", &bob, Some(newpw)).0,
+        201
+    );
+    assert_eq!(call(&s, "GET", "/shared/d1", &bob, None).0, 401);
+    let bob = basic("bob", "n3w");
+    assert_eq!(call(&s, "GET", "/shared/d1", &bob, None).0, 200);
+
+    // Cookie sessions.
+    let (st, hdrs, body) = s.raw(
+        "POST",
+        "/_session",
+        &[],
+        Some(br#"{"name":"bob","password":"n3w"}"#.to_vec()),
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let cookie = hdrs
+        .iter()
+        .find(|(k, _)| k == "set-cookie")
+        .unwrap()
+        .1
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (st, _, body) = s.raw("GET", "/_session", &[("Cookie", &cookie)], None);
+    let sess: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((st, sess["userCtx"]["name"].as_str()), (200, Some("bob")));
+    assert_eq!(
+        s.raw("GET", "/shared/d1", &[("Cookie", &cookie)], None).0,
+        200
+    );
+    let forged = format!("{}x", cookie);
+    assert_eq!(
+        s.raw("GET", "/shared/d1", &[("Cookie", &forged)], None).0,
+        401
+    );
+    let (st, _, _) = s.raw(
+        "POST",
+        "/_session",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(b"name=bob&password=bad".to_vec()),
+    );
+    assert_eq!(st, 401);
+    // A public database: members section empty.
+    let public =
+        json!({"admins": {"names": ["bob"], "roles": []}, "members": {"names": [], "roles": []}});
+    assert_eq!(
+        call(&s, "PUT", "/private/_security", &adm, Some(public)).0,
+        200
+    );
+    assert_eq!(call(&s, "GET", "/private", "", None).0, 200);
+    // bob is a db admin there: design docs allowed.
+    assert_eq!(
+        call(&s, "PUT", "/private/_design/ok", &bob, Some(json!({}))).0,
+        201
+    );
+}
