@@ -2,12 +2,13 @@
 DATA ?= ./data
 BIND ?= 127.0.0.1:5984
 CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: run build test lint unit node-deps bench clean-data
 
 run: ## build in release and start settee on http://127.0.0.1:5984 with its data in ./data
 	$(CARGO) build --release
-	./target/release/settee serve --data $(DATA) --bind $(BIND)
+	$(TARGET_DIR)/release/settee serve --data $(DATA) --bind $(BIND)
 
 build:
 	$(CARGO) build --release
