@@ -139,10 +139,15 @@ pub async fn explain(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErr
     }
     ctx.store.db(db)?;
     let q = parse_find(req)?;
-    let sort: Vec<Value> = q
+    let sort: Map<String, Value> = q
         .sort
         .iter()
-        .map(|(f, d)| json!({f: if *d == SortDir::Asc { "asc" } else { "desc" }}))
+        .map(|(f, d)| {
+            (
+                f.clone(),
+                json!(if *d == SortDir::Asc { "asc" } else { "desc" }),
+            )
+        })
         .collect();
     Ok(json_resp(
         StatusCode::OK,
@@ -152,11 +157,13 @@ pub async fn explain(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErr
             "partitioned": false,
             "selector": q.selector.normalized(),
             "opts": {"use_index": [], "bookmark": q.bookmark.clone().unwrap_or_else(|| "nil".into()),
-                     "limit": q.limit, "skip": q.skip, "sort": sort, "fields": q.fields.clone().map_or(json!("all_fields"), |f| json!(f)),
-                     "r": [q.r], "conflicts": q.conflicts, "execution_stats": q.execution_stats},
+                     "limit": q.limit, "skip": q.skip, "sort": sort, "fields": q.fields.clone().unwrap_or_default(),
+                     "partition": q.partition.clone().unwrap_or_default(), "r": q.r, "conflicts": q.conflicts,
+                     "stable": q.stable, "stale": q.stale == crate::mango::find::Stale::Ok, "update": q.update,
+                     "allow_fallback": q.allow_fallback, "execution_stats": q.execution_stats},
             "limit": q.limit,
             "skip": q.skip,
-            "fields": q.fields.map_or(json!("all_fields"), |f| json!(f)),
+            "fields": q.fields.unwrap_or_default(),
             "mrargs": {"include_docs": true, "view_type": "map", "reduce": false, "start_key": null,
                        "end_key": "<MAX>", "direction": "fwd", "stable": false, "update": true, "conflicts": "undefined"},
             "covering": false
