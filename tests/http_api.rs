@@ -575,3 +575,55 @@ fn find_explain_index_and_preview_agree_with_filtered_changes() {
         400
     );
 }
+
+#[test]
+fn dbs_info_seq_interval_and_multipart_open_revs() {
+    let s = Server::start(&[]);
+    s.req("PUT", "/db", None);
+    for id in ["a", "b", "c", "d"] {
+        s.req("PUT", &format!("/db/{id}"), Some(&json!({"k": id})));
+    }
+    let (st, r) = s.req("POST", "/_dbs_info", Some(&json!({"keys": ["db", "nope"]})));
+    assert_eq!(st, 200);
+    assert_eq!(r[0]["info"]["doc_count"], 4);
+    assert_eq!(r[1]["error"], "not_found");
+    let (_, c) = s.req("GET", "/db/_changes?seq_interval=2", None);
+    let seqs: Vec<&Value> = c["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["seq"])
+        .collect();
+    assert_eq!(seqs, [&Value::Null, &json!("2"), &Value::Null, &json!("4")]);
+    assert_eq!(c["last_seq"], "4");
+    let (st, hdrs, body) = s.raw(
+        "GET",
+        "/db/a?open_revs=all&revs=true",
+        &[("Accept", "multipart/mixed")],
+        None,
+    );
+    assert_eq!(st, 200);
+    let ct = &hdrs.iter().find(|(k, _)| k == "content-type").unwrap().1;
+    let boundary = ct
+        .split("boundary=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"');
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.starts_with(&format!(
+        "--{boundary}\r\nContent-Type: application/json\r\n\r\n"
+    )));
+    assert!(text.ends_with(&format!("--{boundary}--")));
+    let json_part = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap()
+        .split("\r\n--")
+        .next()
+        .unwrap();
+    let doc: Value = serde_json::from_str(json_part).unwrap();
+    assert_eq!(
+        (doc["_id"].as_str(), doc["k"].as_str()),
+        (Some("a"), Some("a"))
+    );
+}

@@ -28,6 +28,8 @@ struct Feed {
     conflicts: bool,
     doc_ids: Option<Vec<String>>,
     design_only: bool,
+    /// `seq_interval=N`: only every Nth row carries its seq (the others `null`), as CouchDB.
+    seq_interval: Option<u64>,
     /// `filter=_selector`: only revisions whose JSON matches are sent.
     selector: Option<crate::mango::Selector>,
 }
@@ -97,6 +99,7 @@ impl Feed {
             conflicts: req.flag("conflicts")?,
             doc_ids,
             design_only,
+            seq_interval: req.uint("seq_interval")?.filter(|n| *n > 0),
             selector,
         })
     }
@@ -174,7 +177,13 @@ impl Feed {
                 c.seq
             };
             if self.passes(&c) {
-                if let Some(row) = self.row(db, &c)? {
+                if let Some(mut row) = self.row(db, &c)? {
+                    if self
+                        .seq_interval
+                        .is_some_and(|n| !(rows.len() as u64 + 1).is_multiple_of(n))
+                    {
+                        row["seq"] = Value::Null;
+                    }
                     rows.push(row);
                 }
             }

@@ -79,6 +79,9 @@ pub async fn doc(ctx: &Arc<Ctx>, db: &str, id: &str, req: &Req) -> Result<Resp, 
                     Err(crate::store::StoreError::NotFound(_)) if revs.is_none() => Vec::new(),
                     Err(e) => return Err(e.into()),
                 };
+                if req.accepts("multipart/mixed") && !req.accepts("application/json") {
+                    return Ok(multipart_open_revs(res));
+                }
                 let out: Vec<Value> = res
                     .into_iter()
                     .map(|r| match r {
@@ -267,4 +270,32 @@ pub async fn attachment(
         }
         _ => Err(ApiError::method_not_allowed("DELETE,GET,HEAD,PUT")),
     }
+}
+
+/// `open_revs` as `multipart/mixed`, for clients that ask for it (CouchDB's replicator does):
+/// one `application/json` part per revision, attachments inline; a missing revision is a part
+/// `{"missing": rev}`.
+fn multipart_open_revs(res: Vec<Result<Value, String>>) -> Resp {
+    let boundary = crate::store::database::new_uuid();
+    let mut body = Vec::new();
+    for r in res {
+        let part = match r {
+            Ok(doc) => doc,
+            Err(missing) => json!({"missing": missing}),
+        };
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(part.to_string().as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--").as_bytes());
+    hyper::Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            "content-type",
+            format!("multipart/mixed; boundary=\"{boundary}\""),
+        )
+        .body(Body::from_bytes(body))
+        .unwrap_or_else(|_| hyper::Response::new(Body::empty()))
 }

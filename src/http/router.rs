@@ -66,6 +66,27 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
         [] => Ok(welcome(ctx)),
         ["_up"] => Ok(json_resp(StatusCode::OK, &json!({"status": "ok"}))),
         ["_session"] => session(ctx, &req),
+        ["_dbs_info"] if req.method == Method::POST => {
+            let body = req.json_object()?;
+            let keys = body
+                .get("keys")
+                .and_then(Value::as_array)
+                .ok_or_else(|| ApiError::bad_request("`keys` member must exist and be an array"))?;
+            let rows: Vec<Value> = keys
+                .iter()
+                .map(|k| {
+                    let info = k
+                        .as_str()
+                        .and_then(|name| ctx.store.db(name).ok())
+                        .and_then(|db| db_api::db_info_json(ctx, &db).ok());
+                    match info {
+                        Some(i) => json!({"key": k, "info": i}),
+                        None => json!({"key": k, "error": "not_found"}),
+                    }
+                })
+                .collect();
+            Ok(json_resp(StatusCode::OK, &Value::Array(rows)))
+        }
         ["_all_dbs"] => {
             let dbs = ctx.store.all_dbs()?;
             Ok(json_resp(StatusCode::OK, &json!(dbs)))
