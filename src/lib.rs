@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` at the top of the repository for the module map, the data flow of one
 //! replication and the invariants every module keeps.
 
+pub mod alloc;
 pub mod debug;
 pub mod http;
 pub mod logging;

@@ -51,6 +51,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    settee::alloc::tune();
     settee::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -1,0 +1,20 @@
+//! The global allocator and its one tuning knob.
+//!
+//! Measured with `perf record` (BENCHMARKS.md): the write path is allocation-bound (sled copies
+//! leaf nodes on insert; JSON bodies are parsed into maps), and with mimalloc's default the server
+//! spent 40% of its CPU in the kernel zeroing pages, because megabyte request and response buffers
+//! were returned to the OS and faulted back in on every request.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay`: position 15 of `mi_option_e` in both mimalloc v2 and v3 headers that
+/// libmimalloc-sys bundles (it exports no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed memory for a second before giving it back to the OS (default: 10 ms), so
+/// back-to-back requests reuse it instead of faulting in zeroed pages.
+pub fn tune() {
+    // SAFETY: setting a mimalloc option is thread-safe and takes plain integers.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) }
+}
