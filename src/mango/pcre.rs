@@ -241,16 +241,7 @@ fn translate(p: &str, byte_mode: bool, ucp: bool) -> Result<String, String> {
                         "(?:\\r\\n|[\\n\\x0B\\x0C\\r\\x85\\x{2028}\\x{2029}])"
                     }),
                     'Z' => out.push_str("(?:\\n?\\z)"),
-                    '0' => {
-                        let mut v: u32 = 0;
-                        let mut k = 0;
-                        while k < 2 && i < n && ('0'..='7').contains(&chars[i]) {
-                            v = v * 8 + (chars[i] as u32 - '0' as u32);
-                            i += 1;
-                            k += 1;
-                        }
-                        out.push_str(&format!("\\x{{{v:X}}}"));
-                    }
+                    '0' => octal_escape(&chars, &mut i, &mut out),
                     'c' | 'N' | 'X' | 'C' | 'g' => {
                         return Err(format!("unsupported escape \\{e}"));
                     }
@@ -366,16 +357,7 @@ fn translate_class(
                 }
                 match e {
                     'b' => out.push_str("\\x08"),
-                    '0' => {
-                        let mut v: u32 = 0;
-                        let mut k = 0;
-                        while k < 2 && i < n && ('0'..='7').contains(&chars[i]) {
-                            v = v * 8 + (chars[i] as u32 - '0' as u32);
-                            i += 1;
-                            k += 1;
-                        }
-                        out.push_str(&format!("\\x{{{v:X}}}"));
-                    }
+                    '0' => octal_escape(chars, &mut i, out),
                     'Q' => {
                         while i < n && !(chars[i] == '\\' && chars.get(i + 1) == Some(&'E')) {
                             push_escaped_lit(out, chars[i], byte_mode);
@@ -416,8 +398,31 @@ fn translate_class(
     }
 }
 
+/// `\0` followed by up to two more octal digits (PCRE's octal escape), written as `\x{..}`.
+/// `i` points just past the `0` and is advanced over the digits consumed.
+fn octal_escape(chars: &[char], i: &mut usize, out: &mut String) {
+    let mut v: u32 = 0;
+    let mut k = 0;
+    while k < 2 && *i < chars.len() && ('0'..='7').contains(&chars[*i]) {
+        v = v * 8 + (chars[*i] as u32 - '0' as u32);
+        *i += 1;
+        k += 1;
+    }
+    out.push_str(&format!("\\x{{{v:X}}}"));
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn octal_escapes_inside_and_outside_classes() {
+        let outside = super::MangoRegex::new("a\\012b").unwrap();
+        assert!(outside.is_match("a\nb"));
+        assert!(!outside.is_match("a0b"));
+        let inside = super::MangoRegex::new("^[\\011\\0]+$").unwrap();
+        assert!(inside.is_match("\t\u{0}\t"));
+        assert!(!inside.is_match("\t0"));
+    }
+
     use super::*;
 
     fn m(p: &str, s: &str) -> bool {
