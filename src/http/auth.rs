@@ -355,18 +355,15 @@ pub fn authorize(ctx: &Ctx, user: &UserCtx, req: &Req) -> Result<(), ApiError> {
         }
         [db, rest @ ..] => {
             let access = db_access(ctx, user, db)?;
-            let admin_only = matches!(
-                rest,
-                ["_security"]
-                    | ["_purge"]
-                    | ["_compact", ..]
-                    | ["_revs_limit"]
-                    | ["_purged_infos_limit"]
-            ) && req.method != Method::GET
-                || rest.first() == Some(&"_purge")
-                || (rest.first() == Some(&"_design")
-                    && req.method != Method::GET
-                    && req.method != Method::HEAD);
+            let reading = req.method == Method::GET || req.method == Method::HEAD;
+            let admin_only = match rest {
+                ["_purge"] => true,
+                ["_security"] | ["_compact", ..] | ["_revs_limit"] | ["_purged_infos_limit"] => {
+                    req.method != Method::GET
+                }
+                ["_design", ..] => !reading,
+                _ => false,
+            };
             match access {
                 Access::Admin => Ok(()),
                 Access::Member if admin_only => {

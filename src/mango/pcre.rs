@@ -384,14 +384,7 @@ fn translate_class(
                 i += 1;
             }
             c => {
-                if byte_mode && !c.is_ascii() {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        out.push(b as char);
-                    }
-                } else {
-                    out.push(c);
-                }
+                push_lit(out, c, byte_mode);
                 i += 1;
             }
         }

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use super::codec::{self, DocRecord};
-use super::doc::{AttInput, DocUpdate, LOCAL_PREFIX};
+use super::doc::{AttInput, DocUpdate};
 use super::durability::GroupCommit;
 use super::error::{DocError, Result, StoreError};
 use super::rev::Rev;
@@ -95,6 +95,9 @@ pub struct ReadOpts {
     pub local_seq: bool,
     pub attachments: AttMode,
 }
+
+/// A sled range, forwards or reversed.
+type KvIter = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
 
 /// A document id with some of its revisions (purge requests and answers).
 pub type IdRevs = (String, Vec<Rev>);
@@ -293,11 +296,6 @@ impl Database {
             Ok(Value::Object(m)) => Ok(m),
             _ => Err(StoreError::Corrupt(format!("body of {id} {rev}"))),
         }
-    }
-
-    /// The raw stored body of a leaf (a JSON object of user fields and attachment stubs).
-    pub fn raw_body(&self, id: &str, rev: &Rev) -> Result<Option<sled::IVec>> {
-        Ok(self.tree.get(codec::body_key(id, rev))?)
     }
 
     /// `GET /db/doc[?rev=]`: the winner (404 `deleted` if it is a tombstone) or a given leaf.
@@ -513,16 +511,15 @@ impl Database {
     ) -> impl Iterator<Item = Result<(String, DocRecord)>> + '_ {
         use std::ops::Bound::{Excluded, Included};
         let end = Excluded(vec![codec::DOC + 1]);
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
-            match (descending, start.is_empty()) {
-                (false, _) => Box::new(self.tree.range((Included(codec::doc_key(start)), end))),
-                (true, true) => Box::new(self.tree.range((Included(vec![codec::DOC]), end)).rev()),
-                (true, false) => Box::new(
-                    self.tree
-                        .range((Included(vec![codec::DOC]), Included(codec::doc_key(start))))
-                        .rev(),
-                ),
-            };
+        let iter: KvIter = match (descending, start.is_empty()) {
+            (false, _) => Box::new(self.tree.range((Included(codec::doc_key(start)), end))),
+            (true, true) => Box::new(self.tree.range((Included(vec![codec::DOC]), end)).rev()),
+            (true, false) => Box::new(
+                self.tree
+                    .range((Included(vec![codec::DOC]), Included(codec::doc_key(start))))
+                    .rev(),
+            ),
+        };
         iter.map(|kv| {
             let (k, v) = kv?;
             let id = String::from_utf8(k[1..].to_vec())
@@ -537,15 +534,17 @@ impl Database {
         since: u64,
         descending: bool,
     ) -> impl Iterator<Item = Result<Change>> + '_ {
+        // A descending feed starts from the newest change whatever `since` says, as CouchDB.
+        let from = if descending {
+            0
+        } else {
+            since.saturating_add(1)
+        };
         let range = self
             .tree
-            .range(codec::seq_key(since.saturating_add(1))..=codec::seq_key(u64::MAX));
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if descending {
-            Box::new(
-                self.tree
-                    .range(codec::seq_key(0)..=codec::seq_key(u64::MAX))
-                    .rev(),
-            )
+            .range(codec::seq_key(from)..=codec::seq_key(u64::MAX));
+        let iter: KvIter = if descending {
+            Box::new(range.rev())
         } else {
             Box::new(range)
         };
@@ -1179,9 +1178,4 @@ fn dec(meta: &mut Meta, deleted: bool) {
     } else {
         meta.doc_count = meta.doc_count.saturating_sub(1);
     }
-}
-
-/// Ids of `_local` documents start with this prefix (re-exported for callers).
-pub fn is_local_id(id: &str) -> bool {
-    id.starts_with(LOCAL_PREFIX)
 }

@@ -131,10 +131,6 @@ impl Store {
             .collect()
     }
 
-    pub fn exists(&self, name: &str) -> Result<bool> {
-        Ok(self.catalog.contains_key(name)?)
-    }
-
     pub fn create_db(&self, name: &str) -> Result<Arc<Database>> {
         validate_db_name(name)?;
         let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
