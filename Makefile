@@ -30,6 +30,7 @@ bench: node-deps ## prints one table; keep its output in BENCHMARKS.md
 	$(CARGO) bench --bench store
 	$(CARGO) build --release
 	bash benches/http.sh
+	bash benches/server.sh
 	bash benches/selector.sh
 
 clean-data:
