@@ -4,8 +4,12 @@
 //! replication and the invariants every module keeps.
 
 pub mod alloc;
+pub mod cli;
 pub mod debug;
+pub mod feed;
 pub mod http;
 pub mod logging;
 pub mod mango;
+pub mod replicator;
+pub mod scheduler;
 pub mod store;

@@ -34,6 +34,43 @@ enum Command {
         #[arg(long, env = "SETTEE_MAX_BODY", default_value_t = 64 * 1024 * 1024)]
         max_body: usize,
     },
+    /// Replicate SOURCE to TARGET in the foreground (URLs, or local database names with --data).
+    Replicate {
+        source: String,
+        target: String,
+        /// A Mango selector (JSON): only matching documents are replicated.
+        #[arg(long, conflicts_with = "doc_ids")]
+        selector: Option<String>,
+        /// Only these document ids, comma-separated.
+        #[arg(long)]
+        doc_ids: Option<String>,
+        /// Keep following the source until Ctrl-C.
+        #[arg(long)]
+        continuous: bool,
+        /// Create the target database if it is missing.
+        #[arg(long)]
+        create_target: bool,
+        /// Start from this source sequence when there is no checkpoint.
+        #[arg(long)]
+        since: Option<String>,
+        /// Data directory, for local database names (the store must not be in use).
+        #[arg(long, env = "SETTEE_DATA")]
+        data: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Print every replication document and job of a server as a table.
+    Status {
+        /// Server URL, with credentials if needed: http://admin:pass@127.0.0.1:5984
+        #[arg(long, env = "SETTEE_SERVER", default_value = "http://127.0.0.1:5984")]
+        server: String,
+    },
+    /// Replication documents: check one, or apply it to a server's _replicator.
+    Doc {
+        #[command(subcommand)]
+        action: DocAction,
+    },
     /// Open the store and print the databases it holds.
     Inspect {
         /// Data directory.
@@ -50,6 +87,18 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum DocAction {
+    /// Validate a replication document as the scheduler would and explain each problem.
+    Check { file: PathBuf },
+    /// Validate, then put the document into the server's _replicator database.
+    Apply {
+        file: PathBuf,
+        #[arg(long, env = "SETTEE_SERVER", default_value = "http://127.0.0.1:5984")]
+        server: String,
+    },
+}
+
 fn main() -> ExitCode {
     settee::alloc::tune();
     settee::logging::init();
@@ -61,6 +110,38 @@ fn main() -> ExitCode {
             admin,
             max_body,
         } => serve(data, bind, admin, max_body),
+        Command::Replicate {
+            source,
+            target,
+            selector,
+            doc_ids,
+            continuous,
+            create_target,
+            since,
+            data,
+            quiet,
+        } => settee::cli::replicate(settee::cli::ReplicateArgs {
+            source,
+            target,
+            selector,
+            doc_ids,
+            continuous,
+            create_target,
+            since,
+            data,
+            quiet,
+        }),
+        Command::Status { server } => settee::cli::status(&server),
+        Command::Doc {
+            action: DocAction::Check { file },
+        } => match settee::cli::doc_check(&file) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+        Command::Doc {
+            action: DocAction::Apply { file, server },
+        } => settee::cli::doc_apply(&file, &server),
         Command::Inspect { data } => inspect(data),
         Command::CrashWriter { data, batch } => settee::debug::crash_writer(&data, batch),
     };
@@ -140,10 +221,19 @@ fn serve(
             admin,
             max_body_bytes: max_body,
         };
-        let server = tokio::spawn(settee::http::serve(listener, store.clone(), cfg, rx));
+        let scheduler = settee::scheduler::Scheduler::new(store.clone(), Default::default());
+        let jobs = scheduler.start(rx.clone());
+        let server = tokio::spawn(settee::http::serve(
+            listener,
+            store.clone(),
+            scheduler,
+            cfg,
+            rx,
+        ));
         shutdown_signal().await;
         let _ = tx.send(true);
         let _ = server.await;
+        let _ = jobs.await;
         store.flush()?;
         Ok::<(), Box<dyn std::error::Error>>(())
     })

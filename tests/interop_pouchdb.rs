@@ -7,25 +7,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::Server;
+use common::{PouchServer, Server};
 use serde_json::Value;
-
-fn node_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    assert!(
-        dir.join("node_modules").is_dir(),
-        "tests/node/node_modules is missing: run `make node-deps` (npm ci) first"
-    );
-    dir
-}
 
 fn roundtrip(source: &str, via: &str, target: &str) -> Value {
     let out = Command::new("node")
-        .current_dir(node_dir())
+        .current_dir(common::node_dir())
         .args(["roundtrip.js", "--populate", "--timeout", "240"])
         .args(["--source", source, "--via", via, "--target", target])
         .output()
@@ -56,33 +45,6 @@ fn check(r: &Value) {
     }
 }
 
-struct PouchServer(Child, String);
-
-impl PouchServer {
-    fn start() -> PouchServer {
-        let mut child = Command::new("node")
-            .current_dir(node_dir())
-            .arg("start-pouchdb-server.js")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("node runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).expect("pouchdb-server url line");
-        let url = v["url"].as_str().unwrap().to_owned();
-        PouchServer(child, url)
-    }
-}
-
-impl Drop for PouchServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn pouchdb_replicates_out_of_settee_and_back_through_memory() {
     let s = Server::start(&[]);
@@ -94,7 +56,7 @@ fn pouchdb_replicates_out_of_settee_and_back_through_memory() {
 #[test]
 fn pouchdb_replicator_between_settee_and_pouchdb_server() {
     let s = Server::start(&[]);
-    let p = PouchServer::start();
+    let p = PouchServer::start(&[]);
     let url = format!("http://{}", s.addr);
     let r = roundtrip(
         &format!("{url}/src"),

@@ -16,6 +16,7 @@ use super::db_api::seq_json;
 use super::error::ApiError;
 use super::request::{json_resp, Req, Resp};
 use super::Ctx;
+use crate::feed::FeedFilter;
 use crate::store::{Change, Database, ReadOpts};
 
 /// What a feed sends, parsed once.
@@ -23,15 +24,11 @@ struct Feed {
     since: u64,
     limit: Option<u64>,
     descending: bool,
-    all_docs: bool,
     include_docs: bool,
     conflicts: bool,
-    doc_ids: Option<Vec<String>>,
-    design_only: bool,
     /// `seq_interval=N`: only every Nth row carries its seq (the others `null`), as CouchDB.
     seq_interval: Option<u64>,
-    /// `filter=_selector`: only revisions whose JSON matches are sent.
-    selector: Option<crate::mango::Selector>,
+    filter: FeedFilter,
 }
 
 fn parse_seq(v: &str) -> Result<u64, ApiError> {
@@ -94,51 +91,28 @@ impl Feed {
             since,
             limit: req.uint("limit")?,
             descending: req.flag("descending")?,
-            all_docs: req.param("style") == Some("all_docs"),
             include_docs: req.flag("include_docs")?,
             conflicts: req.flag("conflicts")?,
-            doc_ids,
-            design_only,
             seq_interval: req.uint("seq_interval")?.filter(|n| *n > 0),
-            selector,
+            filter: FeedFilter {
+                all_docs: req.param("style") == Some("all_docs"),
+                doc_ids,
+                design_only,
+                selector,
+            },
         })
     }
 
-    fn passes(&self, c: &Change) -> bool {
-        if self.design_only && !c.id.starts_with("_design/") {
-            return false;
-        }
-        self.doc_ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
-    }
-
-    /// The feed row for a change, or `None` when the selector lets none of its revisions pass.
-    fn row(&self, db: &Database, c: &Change) -> Result<Option<Value>, ApiError> {
+    /// The feed row for a change whose listed leaves are `revs` (winner first).
+    fn row(&self, db: &Database, c: &Change, revs: &[usize]) -> Result<Value, ApiError> {
         let tree = &c.record.tree;
-        let leaves = tree.leaves();
-        let winner = leaves
-            .first()
-            .copied()
+        let winner = tree
+            .winner()
             .ok_or_else(|| ApiError::not_found("missing"))?;
-        let candidates: Vec<usize> = if self.all_docs {
-            leaves.clone()
-        } else {
-            vec![winner]
-        };
-        let mut revs = Vec::with_capacity(candidates.len());
-        for i in candidates {
-            // CouchDB tests every candidate revision's JSON (tombstones included, not
-            // special-cased) and lists only those that pass.
-            if let Some(sel) = &self.selector {
-                let doc = db.doc_json(&c.id, &c.record, i, &ReadOpts::default())?;
-                if !sel.matches(&doc) {
-                    continue;
-                }
-            }
-            revs.push(json!({"rev": tree.node(i).rev.to_string()}));
-        }
-        if revs.is_empty() {
-            return Ok(None);
-        }
+        let revs: Vec<Value> = revs
+            .iter()
+            .map(|&i| json!({"rev": tree.node(i).rev.to_string()}))
+            .collect();
         let mut row = json!({"seq": seq_json(c.seq), "id": c.id, "changes": revs});
         if tree.node(winner).deleted {
             row["deleted"] = json!(true);
@@ -150,7 +124,7 @@ impl Feed {
             };
             row["doc"] = db.doc_json(&c.id, &c.record, winner, &opts)?;
         }
-        Ok(Some(row))
+        Ok(row)
     }
 
     /// Rows after `since`, at most `limit`; returns them and the last sequence looked at.
@@ -160,38 +134,19 @@ impl Feed {
         since: u64,
         limit: Option<u64>,
     ) -> Result<(Vec<Value>, u64), ApiError> {
-        // Every change at or below this snapshot is visible to the scan that follows.
-        let snapshot = db.update_seq();
-        let mut rows = Vec::new();
-        let mut last = since;
-        let mut limited = false;
-        for c in db.changes(since, self.descending) {
-            let c = c?;
-            if limit.is_some_and(|l| rows.len() as u64 >= l) {
-                limited = true;
-                break;
+        let scan = self.filter.scan(db, since, limit, self.descending)?;
+        let mut rows = Vec::with_capacity(scan.hits.len());
+        for (c, revs) in &scan.hits {
+            let mut row = self.row(db, c, revs)?;
+            if self
+                .seq_interval
+                .is_some_and(|n| !(rows.len() as u64 + 1).is_multiple_of(n))
+            {
+                row["seq"] = Value::Null;
             }
-            last = if self.descending {
-                last.max(c.seq)
-            } else {
-                c.seq
-            };
-            if self.passes(&c) {
-                if let Some(mut row) = self.row(db, &c)? {
-                    if self
-                        .seq_interval
-                        .is_some_and(|n| !(rows.len() as u64 + 1).is_multiple_of(n))
-                    {
-                        row["seq"] = Value::Null;
-                    }
-                    rows.push(row);
-                }
-            }
+            rows.push(row);
         }
-        if !limited && !self.descending {
-            last = last.max(snapshot);
-        }
-        Ok((rows, last))
+        Ok((rows, scan.last))
     }
 }
 
@@ -212,7 +167,7 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
     match req.param("feed").unwrap_or("normal") {
         "normal" => {
             let (rows, last) = feed.collect(&db, feed.since, feed.limit)?;
-            let pending = db.changes(last, false).count();
+            let pending = db.pending(last);
             Ok(json_resp(
                 StatusCode::OK,
                 &json!({"results": rows, "last_seq": seq_json(last), "pending": pending}),

@@ -66,8 +66,11 @@ pub async fn database(ctx: &Arc<Ctx>, name: &str, req: &Req) -> Result<Resp, Api
             let db = ctx.store.db(name)?;
             let doc = req
                 .json()?
+                .filter(Value::is_object)
                 .ok_or_else(|| ApiError::bad_request("Document must be a JSON object"))?;
-            let out = blocking(move || Ok(db.bulk_docs(vec![doc], true)?)).await?;
+            let mut docs = vec![doc];
+            prepare_writes(ctx, req, name, &mut docs, true)?;
+            let out = blocking(move || Ok(db.bulk_docs(docs, true)?)).await?;
             let o = out
                 .into_iter()
                 .next()
@@ -195,6 +198,16 @@ pub fn prepare_writes(
     new_edits: bool,
 ) -> Result<(), ApiError> {
     super::auth::check_bulk_design(ctx, &req.user, db, docs)?;
+    if db == crate::scheduler::docs::REPLICATOR_DB && new_edits {
+        // CouchDB 3.3+'s before-doc-update hook: an invalid replication is refused at once.
+        for d in docs.iter() {
+            if crate::scheduler::docs::needs_validation(d) {
+                crate::scheduler::docs::validate(d).map_err(|e| {
+                    ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+                })?;
+            }
+        }
+    }
     if db == super::auth::USERS_DB && new_edits {
         for d in docs.iter_mut() {
             super::auth::prepare_user_doc(d)?;

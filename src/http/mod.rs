@@ -9,6 +9,7 @@ pub mod db_api;
 pub mod doc_api;
 pub mod error;
 pub mod find_api;
+pub mod replication_api;
 pub mod request;
 pub mod router;
 
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::scheduler::Scheduler;
 use crate::store::Store;
 
 /// What `settee serve` was told.
@@ -40,12 +42,14 @@ pub struct Ctx {
     /// Flips to `true` on shutdown: streaming feeds end.
     pub shutdown: watch::Receiver<bool>,
     pub auth: auth::AuthCache,
+    pub scheduler: Arc<Scheduler>,
 }
 
 /// Accepts connections until `shutdown` flips, then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<Store>,
+    scheduler: Arc<Scheduler>,
     cfg: ServeConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -54,6 +58,7 @@ pub async fn serve(
         cfg,
         shutdown: shutdown.clone(),
         auth: auth::AuthCache::default(),
+        scheduler,
     });
     let mut conns = JoinSet::new();
     loop {

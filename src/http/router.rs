@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::request::{error_resp, json_resp, parse_query, percent_decode, Req, Resp};
-use super::{auth, changes, db_api, doc_api, find_api, Ctx};
+use super::{auth, changes, db_api, doc_api, find_api, replication_api, Ctx};
 
 pub async fn handle(
     ctx: Arc<Ctx>,
@@ -87,6 +87,9 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
                 .collect();
             Ok(json_resp(StatusCode::OK, &Value::Array(rows)))
         }
+        ["_replicate"] => replication_api::replicate(ctx, &req).await,
+        ["_scheduler", rest @ ..] => replication_api::scheduler(ctx, rest, &req),
+        ["_active_tasks"] => Ok(replication_api::active_tasks(ctx)),
         ["_all_dbs"] => {
             let dbs = ctx.store.all_dbs()?;
             Ok(json_resp(StatusCode::OK, &json!(dbs)))

@@ -564,6 +564,15 @@ impl Database {
         })
     }
 
+    /// How many documents changed after `since` (CouchDB's `pending`): the by-seq index holds
+    /// one entry per document, so this counts keys without reading records.
+    pub fn pending(&self, since: u64) -> u64 {
+        self.tree
+            .range(codec::seq_key(since.saturating_add(1))..=codec::seq_key(u64::MAX))
+            .keys()
+            .count() as u64
+    }
+
     /// `_revs_diff`: for each id, the revisions this database does not have.
     pub fn revs_diff(&self, req: Vec<(String, Vec<Rev>)>) -> Result<Vec<RevsDiff>> {
         let mut out = Vec::new();

@@ -53,6 +53,16 @@ const IGNORED_SPECIALS: &[&str] = &[
     "_local_seq",
 ];
 
+/// Replication-document state fields CouchDB stores as body members (`couch_doc`'s special
+/// case for the replicator), so any document may carry them.
+const KEPT_SPECIALS: &[&str] = &[
+    "_replication_state",
+    "_replication_state_time",
+    "_replication_state_reason",
+    "_replication_id",
+    "_replication_stats",
+];
+
 pub const LOCAL_PREFIX: &str = "_local/";
 pub const DESIGN_PREFIX: &str = "_design/";
 
@@ -128,13 +138,16 @@ impl DocUpdate {
             }
         };
         for key in map.keys() {
-            if key.starts_with('_') && !IGNORED_SPECIALS.contains(&key.as_str()) {
+            if key.starts_with('_')
+                && !IGNORED_SPECIALS.contains(&key.as_str())
+                && !KEPT_SPECIALS.contains(&key.as_str())
+            {
                 return Err(DocError::Validation(format!(
                     "Bad special document member: {key}"
                 )));
             }
         }
-        map.retain(|k, _| !k.starts_with('_'));
+        map.retain(|k, _| !k.starts_with('_') || KEPT_SPECIALS.contains(&k.as_str()));
         Ok(DocUpdate {
             id,
             rev,

@@ -21,8 +21,13 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Server::start_at(dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts on a given address (to come back on the same port after a stop).
+    pub fn start_at(dir: tempfile::TempDir, bind: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_settee"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data"])
+            .args(["serve", "--bind", bind, "--data"])
             .arg(dir.path())
             .args(extra)
             .stdout(Stdio::piped())
@@ -156,4 +161,114 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[p + 2 + len + 2..];
     }
     out
+}
+
+pub fn node_dir() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    assert!(
+        dir.join("node_modules").is_dir(),
+        "tests/node/node_modules is missing: run `make node-deps` (npm ci) first"
+    );
+    dir
+}
+
+/// pouchdb-server 4.2.0 from the npm registry, in memory, on an ephemeral loopback port.
+pub struct PouchServer(pub Child, pub String);
+
+impl PouchServer {
+    pub fn start(extra: &[&str]) -> PouchServer {
+        let mut child = Command::new("node")
+            .current_dir(node_dir())
+            .arg("start-pouchdb-server.js")
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).expect("pouchdb-server url line");
+        let url = v["url"].as_str().unwrap().to_owned();
+        PouchServer(child, url)
+    }
+
+    pub fn addr(&self) -> &str {
+        self.1.trim_start_matches("http://").trim_end_matches('/')
+    }
+}
+
+impl Drop for PouchServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every document of a database (deleted ones included) with all its leaf revisions, each with
+/// `_revisions`: what two replicas must agree on. Keys are ids; leaves sorted by rev.
+pub fn trees(addr: &str, db: &str) -> std::collections::BTreeMap<String, Vec<Value>> {
+    trees_with(addr, db, &[])
+}
+
+/// [`trees`] with extra request headers (credentials).
+pub fn trees_with(
+    addr: &str,
+    db: &str,
+    extra: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let (s, _, body) = raw(
+        addr,
+        "GET",
+        &format!("/{db}/_changes?style=all_docs"),
+        extra,
+        None,
+    );
+    let ch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(s, 200, "changes of {db}: {ch}");
+    let mut out = std::collections::BTreeMap::new();
+    for row in ch["results"].as_array().unwrap() {
+        let id = row["id"].as_str().unwrap().to_owned();
+        let (s, _, body) = raw(
+            addr,
+            "GET",
+            &format!("/{db}/{id}?open_revs=all&revs=true"),
+            &[extra, &[("Accept", "application/json")][..]].concat(),
+            None,
+        );
+        assert_eq!(s, 200, "open_revs of {id}");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let mut leaves: Vec<Value> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                let mut d = x["ok"].clone();
+                if let Some(atts) = d.get_mut("_attachments").and_then(Value::as_object_mut) {
+                    for a in atts.values_mut() {
+                        // Keep what identifies the content; servers differ in stub extras.
+                        *a = serde_json::json!({"digest": a["digest"], "length": a["length"], "content_type": a["content_type"]});
+                    }
+                }
+                d
+            })
+            .collect();
+        leaves.sort_by(|a, b| a["_rev"].as_str().cmp(&b["_rev"].as_str()));
+        out.insert(id, leaves);
+    }
+    out
+}
+
+/// Polls `f` until it returns `Some` or `secs` pass.
+pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -1,0 +1,164 @@
+//! `POST /_replicate`, `GET /_scheduler/{jobs,docs}` and `GET /_active_tasks`: the scheduler's
+//! endpoints, all server-admin only (checked by `auth::authorize`).
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::request::{json_resp, Req, Resp};
+use super::Ctx;
+use crate::replicator::{ReplError, Spec};
+use crate::scheduler::docs::REPLICATOR_DB;
+use crate::scheduler::status;
+
+/// The one mapping of a replication failure to an HTTP answer.
+pub fn repl_error(e: &ReplError) -> ApiError {
+    let status = match e {
+        ReplError::Spec(_) => StatusCode::BAD_REQUEST,
+        ReplError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+        ReplError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        ReplError::DbNotFound { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.error_tag(), e.to_string())
+}
+
+pub async fn replicate(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
+    if req.method != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    let body = req
+        .json()?
+        .filter(Value::is_object)
+        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+    if body.get("cancel") == Some(&Value::Bool(true)) {
+        let id = match body
+            .get("replication_id")
+            .or_else(|| body.get("id"))
+            .and_then(Value::as_str)
+        {
+            Some(id) => id.to_owned(),
+            None => {
+                let spec = Spec::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                crate::replicator::id::replication_id(&spec, ctx.store.uuid()).full
+            }
+        };
+        return match ctx.scheduler.cancel_transient(&id) {
+            Some(id) => Ok(json_resp(
+                StatusCode::OK,
+                &json!({"ok": true, "_local_id": id}),
+            )),
+            None => Err(ApiError::not_found(format!(
+                "no replication {id:?} started by _replicate is running"
+            ))),
+        };
+    }
+    let spec = Spec::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (id, done) = ctx
+        .scheduler
+        .add_transient(spec)
+        .map_err(|reason| ApiError::new(StatusCode::CONFLICT, "conflict", reason))?;
+    match done {
+        None => Ok(json_resp(
+            StatusCode::ACCEPTED,
+            &json!({"ok": true, "_local_id": id}),
+        )),
+        Some(rx) => match rx.await {
+            Ok(Ok(out)) => Ok(json_resp(StatusCode::OK, &out.report)),
+            Ok(Err(e)) => Err(repl_error(&e)),
+            Err(_) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "replication_failed",
+                "the scheduler stopped",
+            )),
+        },
+    }
+}
+
+fn page(req: &Req, rows: Vec<Value>, key: &str) -> Result<Resp, ApiError> {
+    let total = rows.len();
+    let skip = req.uint("skip")?.unwrap_or(0) as usize;
+    let limit = req.uint("limit")?.unwrap_or(u64::MAX) as usize;
+    let rows: Vec<Value> = rows.into_iter().skip(skip).take(limit).collect();
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"total_rows": total, "offset": skip, key: rows}),
+    ))
+}
+
+pub fn scheduler(ctx: &Arc<Ctx>, rest: &[&str], req: &Req) -> Result<Resp, ApiError> {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return Err(ApiError::method_not_allowed("GET"));
+    }
+    let states: Option<Vec<String>> = match req.param("states") {
+        None => None,
+        Some(s) => {
+            let list: Vec<String> = s.split(',').map(|x| x.trim().to_owned()).collect();
+            const KNOWN: [&str; 7] = [
+                "initializing",
+                "error",
+                "running",
+                "pending",
+                "crashing",
+                "completed",
+                "failed",
+            ];
+            if let Some(bad) = list.iter().find(|x| !KNOWN.contains(&x.as_str())) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "query_parse_error",
+                    format!(
+                        "Unknown replication state {bad:?}; use {}",
+                        KNOWN.join(", ")
+                    ),
+                ));
+            }
+            Some(list)
+        }
+    };
+    ctx.scheduler.with_state(|st| match rest {
+        ["jobs"] => page(
+            req,
+            st.jobs.values().map(status::job_json).collect(),
+            "jobs",
+        ),
+        ["jobs", id] => st
+            .jobs
+            .get(*id)
+            .map(|j| json_resp(StatusCode::OK, &status::job_json(j)))
+            .ok_or_else(|| ApiError::not_found("unknown job id")),
+        ["docs"] | ["docs", REPLICATOR_DB] => {
+            let rows: Vec<Value> = st
+                .docs
+                .values()
+                .map(|d| status::doc_json(st, d))
+                .filter(|d| {
+                    states.as_ref().is_none_or(|s| {
+                        d["state"]
+                            .as_str()
+                            .is_some_and(|x| s.iter().any(|y| y == x))
+                    })
+                })
+                .collect();
+            page(req, rows, "docs")
+        }
+        ["docs", REPLICATOR_DB, id] => st
+            .docs
+            .get(*id)
+            .map(|d| json_resp(StatusCode::OK, &status::doc_json(st, d)))
+            .ok_or_else(|| ApiError::not_found("unknown document")),
+        ["docs", db, ..] => Err(ApiError::not_found(format!(
+            "{db:?} is not a replicator database; settee has one, {REPLICATOR_DB}"
+        ))),
+        _ => Err(ApiError::not_found(
+            "use /_scheduler/jobs or /_scheduler/docs",
+        )),
+    })
+}
+
+pub fn active_tasks(ctx: &Arc<Ctx>) -> Resp {
+    let tasks = ctx.scheduler.with_state(status::active_tasks);
+    json_resp(StatusCode::OK, &Value::Array(tasks))
+}

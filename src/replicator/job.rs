@@ -1,0 +1,385 @@
+//! One replication run: the pipeline from the source's changes to the target's writes.
+//!
+//! ```text
+//!  changes reader ──batches (bounded)──▶ N workers ──done(batch no, seq)──▶ job loop
+//!   (source _changes,                     _revs_diff on target              seq tracker,
+//!    filter pushed or                     fetch missing from source         checkpoints on
+//!    applied here)                        write new_edits:false             both ends
+//! ```
+//!
+//! Memory is bounded by `worker_batch_size × (2 × worker_processes + workers in flight)`
+//! documents, never by database size. Every task is owned by the run's `JoinSet` and is
+//! aborted when the run ends, however it ends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio::task::JoinSet;
+
+use super::checkpoint::{self, Session};
+use super::id::{replication_id, RepId};
+use super::peer::{ChangeRow, ChangesReq, DbMeta, Peer, PushFilter};
+use super::stats::{Counts, JobState, Stats};
+use super::{Filter, ReplError, Spec};
+use crate::store::Store;
+
+/// What a replication may reach beyond its spec.
+#[derive(Clone)]
+pub struct Env {
+    /// The local store, for local-database endpoints (`None` in a client-only process).
+    pub store: Option<Arc<Store>>,
+    /// This server's uuid, part of every replication id.
+    pub server_uuid: String,
+}
+
+/// How a run ended without error.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub rep_id: RepId,
+    /// CouchDB's `_replicate` answer: `ok`, `session_id`, `source_last_seq`, `history`.
+    pub report: Value,
+    /// Counters of this run alone.
+    pub counts: Counts,
+    /// `true` when the run stopped because it was cancelled (continuous jobs end this way).
+    pub cancelled: bool,
+}
+
+struct Batch {
+    no: u64,
+    rows: Vec<ChangeRow>,
+    last_seq: Value,
+}
+
+struct Shared {
+    source: Peer,
+    target: Peer,
+    state: Arc<JobState>,
+}
+
+/// Runs a replication until it is done (one-shot), cancelled (`cancel` turns `true`) or fails.
+pub async fn run(
+    spec: &Spec,
+    env: &Env,
+    state: Arc<JobState>,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<Outcome, ReplError> {
+    let rep_id = replication_id(spec, &env.server_uuid);
+    state.update(|p| p.replication_id = Some(rep_id.full.clone()));
+    let (source, smeta) = Peer::open(&spec.source, env, spec, false).await?;
+    let (target, tmeta) = Peer::open(&spec.target, env, spec, spec.create_target).await?;
+    let (slog, tlog) = if spec.use_checkpoints {
+        tokio::try_join!(
+            source.get_local(&rep_id.base),
+            target.get_local(&rep_id.base)
+        )?
+    } else {
+        (None, None)
+    };
+    let start = checkpoint::start_seq(slog.as_ref(), tlog.as_ref())
+        .or_else(|| spec.since_seq.clone())
+        .unwrap_or(json!(0));
+    tracing::info!(id = %rep_id.full, source = %source.name(), target = %target.name(), since = %start, "replication starting");
+    let filtered_by = match spec.filter {
+        Filter::All => None,
+        Filter::DocIds(_) => Some("source"),
+        Filter::Selector(_) if source.filters_selector() => Some("source"),
+        Filter::Selector(_) => Some("settee"),
+    };
+    state.update(|p| {
+        p.filtered_by = filtered_by;
+        p.through_seq = start.clone();
+        p.checkpointed_source_seq = start.clone();
+        p.source_seq = smeta.update_seq.clone();
+    });
+    let shared = Arc::new(Shared {
+        source,
+        target,
+        state: state.clone(),
+    });
+    let mut job = Job {
+        spec,
+        rep_id,
+        shared: shared.clone(),
+        smeta,
+        tmeta,
+        logs: (slog, tlog),
+        session_id: crate::store::database::new_uuid(),
+        start_time: checkpoint::rfc1123_now(),
+        start_seq: start.clone(),
+        through: start.clone(),
+        committed: start.clone(),
+        counts_at_start: state.stats.snapshot(),
+    };
+
+    let workers = spec.worker_processes;
+    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(workers * 2);
+    let batch_rx = Arc::new(Mutex::new(batch_rx));
+    let (done_tx, mut done_rx) = mpsc::channel::<(u64, Value)>(workers * 4 + 4);
+    let mut tasks: JoinSet<Result<Option<u64>, ReplError>> = JoinSet::new();
+    tasks.spawn(read_changes(shared.clone(), spec.clone(), start, batch_tx));
+    for _ in 0..workers {
+        tasks.spawn(work(shared.clone(), batch_rx.clone(), done_tx.clone()));
+    }
+    drop(done_tx);
+
+    let mut ticker = tokio::time::interval(spec.checkpoint_interval);
+    ticker.tick().await;
+    let mut next_batch = 0u64;
+    let mut finished: BTreeMap<u64, Value> = BTreeMap::new();
+    let mut total: Option<u64> = None;
+    let result = loop {
+        if total == Some(next_batch) {
+            break Ok(false);
+        }
+        tokio::select! {
+            Some((no, seq)) = done_rx.recv() => {
+                finished.insert(no, seq);
+                // The through seq advances over the contiguous prefix of finished batches only.
+                while let Some(seq) = finished.remove(&next_batch) {
+                    job.through = seq;
+                    next_batch += 1;
+                }
+                let through = job.through.clone();
+                state.update(|p| p.through_seq = through);
+            }
+            joined = tasks.join_next(), if !tasks.is_empty() => match joined {
+                Some(Ok(Ok(Some(n)))) => total = Some(n),
+                Some(Ok(Ok(None))) | None => {}
+                Some(Ok(Err(e))) => break Err(e),
+                Some(Err(e)) => break Err(ReplError::Internal(e.to_string())),
+            },
+            _ = ticker.tick() => {
+                if let Err(e) = job.checkpoint().await {
+                    break Err(e);
+                }
+            }
+            _ = async { let _ = cancel.wait_for(|c| *c).await; } => break Ok(true),
+        }
+    };
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    match result {
+        Ok(cancelled) => {
+            job.checkpoint().await?;
+            let counts = state.stats.snapshot().since(&job.counts_at_start);
+            tracing::info!(id = %job.rep_id.full, docs_written = counts.docs_written, "replication {}", if cancelled { "stopped" } else { "completed" });
+            Ok(Outcome {
+                report: job.report(),
+                rep_id: job.rep_id.clone(),
+                counts,
+                cancelled,
+            })
+        }
+        Err(e) => {
+            // What is written below the through seq is safe to record whatever failed.
+            if let Err(ce) = job.checkpoint().await {
+                tracing::debug!(error = %ce, "checkpoint after failure");
+            }
+            tracing::warn!(id = %job.rep_id.full, error = %e, "replication failed");
+            Err(e)
+        }
+    }
+}
+
+struct Job<'a> {
+    spec: &'a Spec,
+    rep_id: RepId,
+    shared: Arc<Shared>,
+    smeta: DbMeta,
+    tmeta: DbMeta,
+    /// The last checkpoint documents of (source, target).
+    logs: (Option<Value>, Option<Value>),
+    session_id: String,
+    start_time: String,
+    start_seq: Value,
+    through: Value,
+    committed: Value,
+    counts_at_start: Counts,
+}
+
+impl Job<'_> {
+    fn session_body(&self) -> Value {
+        let counts = self
+            .shared
+            .state
+            .stats
+            .snapshot()
+            .since(&self.counts_at_start);
+        let s = Session {
+            session_id: &self.session_id,
+            start_time: &self.start_time,
+            start_seq: &self.start_seq,
+            recorded_seq: &self.through,
+            counts,
+        };
+        checkpoint::body(
+            self.logs.0.as_ref(),
+            &s,
+            matches!(self.spec.filter, Filter::DocIds(_)),
+        )
+    }
+
+    fn report(&self) -> Value {
+        let mut v = self.session_body();
+        v["ok"] = json!(true);
+        v
+    }
+
+    /// Records `through` on both ends after making both durable, unless nothing moved.
+    async fn checkpoint(&mut self) -> Result<(), ReplError> {
+        if !self.spec.use_checkpoints || self.through == self.committed {
+            return Ok(());
+        }
+        let (s, t) = (&self.shared.source, &self.shared.target);
+        let (ts, tt) = tokio::try_join!(s.ensure_full_commit(), t.ensure_full_commit())?;
+        if !self.smeta.instance_start_time.is_empty() && ts != self.smeta.instance_start_time {
+            return Err(ReplError::Recreated { which: "source" });
+        }
+        if !self.tmeta.instance_start_time.is_empty() && tt != self.tmeta.instance_start_time {
+            return Err(ReplError::Recreated { which: "target" });
+        }
+        let body = self.session_body();
+        s.put_local(&self.rep_id.base, body.clone()).await?;
+        t.put_local(&self.rep_id.base, body.clone()).await?;
+        self.logs = (Some(body.clone()), Some(body));
+        self.committed = self.through.clone();
+        let seq = self.through.clone();
+        self.shared
+            .state
+            .update(|p| p.checkpointed_source_seq = seq);
+        Ok(())
+    }
+}
+
+/// Reads the source's changes in pages of `worker_batch_size` and hands them to the workers.
+/// Returns how many batches it sent once a one-shot replication has read everything.
+async fn read_changes(
+    shared: Arc<Shared>,
+    spec: Spec,
+    mut since: Value,
+    tx: mpsc::Sender<Batch>,
+) -> Result<Option<u64>, ReplError> {
+    let mut local_selector = match &spec.filter {
+        Filter::Selector(s) if !shared.source.filters_selector() => Some(s.clone()),
+        _ => None,
+    };
+    let wait = spec
+        .continuous
+        .then(|| (spec.connection_timeout / 3).max(Duration::from_secs(1)));
+    let mut no = 0u64;
+    loop {
+        let filter = match (&spec.filter, &local_selector) {
+            (Filter::DocIds(ids), _) => PushFilter::DocIds(ids),
+            (Filter::Selector(s), None) => PushFilter::Selector(s),
+            _ => PushFilter::None,
+        };
+        let req = ChangesReq {
+            since: &since,
+            limit: spec.worker_batch_size,
+            wait,
+            winning_only: spec.winning_revs_only,
+            filter,
+            include_docs: local_selector.is_some(),
+        };
+        let page = match shared.source.changes(&req).await {
+            Err(e)
+                if matches!(filter, PushFilter::Selector(_))
+                    && !shared.source.filters_selector() =>
+            {
+                // The source refused the selector filter: filter here from now on.
+                tracing::info!(source = %shared.source.name(), error = %e, "source cannot filter by selector; settee filters");
+                shared.state.update(|p| p.filtered_by = Some("settee"));
+                if let Filter::Selector(s) = &spec.filter {
+                    local_selector = Some(s.clone());
+                }
+                continue;
+            }
+            r => r?,
+        };
+        let raw = page.rows.len();
+        let mut rows = page.rows;
+        if let Some(sel) = &local_selector {
+            rows.retain(|r| r.doc.as_ref().is_some_and(|d| sel.matches(d)));
+            for r in &mut rows {
+                r.doc = None;
+            }
+        }
+        shared.state.update(|p| {
+            p.source_seq = page.last_seq.clone();
+            p.changes_pending = page.pending;
+        });
+        since = page.last_seq.clone();
+        if tx
+            .send(Batch {
+                no,
+                rows,
+                last_seq: page.last_seq,
+            })
+            .await
+            .is_err()
+        {
+            return Ok(None);
+        }
+        no += 1;
+        if !spec.continuous && raw < spec.worker_batch_size {
+            return Ok(Some(no));
+        }
+    }
+}
+
+/// A worker: for each batch, ask the target what it lacks, fetch that from the source, write it.
+async fn work(
+    shared: Arc<Shared>,
+    rx: Arc<Mutex<mpsc::Receiver<Batch>>>,
+    done: mpsc::Sender<(u64, Value)>,
+) -> Result<Option<u64>, ReplError> {
+    loop {
+        let batch = rx.lock().await.recv().await;
+        let Some(batch) = batch else {
+            return Ok(None);
+        };
+        if !batch.rows.is_empty() {
+            replicate_batch(&shared, batch.rows).await?;
+        }
+        if done.send((batch.no, batch.last_seq)).await.is_err() {
+            return Ok(None);
+        }
+    }
+}
+
+async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), ReplError> {
+    let stats = &shared.state.stats;
+    let checked: usize = rows.iter().map(|r| r.revs.len()).sum();
+    Stats::add(&stats.revisions_checked, checked as u64);
+    let req = rows.into_iter().map(|r| (r.id, r.revs)).collect();
+    let missing = shared.target.revs_diff(req).await?;
+    let found: usize = missing.iter().map(|m| m.missing.len()).sum();
+    Stats::add(&stats.missing_revisions_found, found as u64);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let (docs, _not_found) = shared.source.fetch(&missing).await?;
+    Stats::add(&stats.docs_read, docs.len() as u64);
+    Stats::add(&stats.bulk_get_attempts, 1);
+    Stats::add(&stats.bulk_get_docs, docs.len() as u64);
+    let n = docs.len() as u64;
+    let errors = shared.target.write(docs).await?;
+    for e in &errors {
+        let (id, err) = (
+            e.get("id").cloned().unwrap_or_default(),
+            e.get("error").cloned().unwrap_or_default(),
+        );
+        tracing::warn!(target_db = %shared.target.name(), %id, error = %err, "replicator could not write a document");
+    }
+    Stats::add(&stats.doc_write_failures, errors.len() as u64);
+    Stats::add(&stats.docs_written, n.saturating_sub(errors.len() as u64));
+    Ok(())
+}
+
+/// When a run started, for status output.
+pub fn now_iso() -> String {
+    checkpoint::iso8601(SystemTime::now())
+}

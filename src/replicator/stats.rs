@@ -1,0 +1,124 @@
+//! What a running replication reports: CouchDB's counters and progress, shared lock-free with
+//! status readers (`_active_tasks`, `_scheduler/*`, the progress bar).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+/// CouchDB's replication counters (`couch_replicator_stats`), public names.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub revisions_checked: AtomicU64,
+    pub missing_revisions_found: AtomicU64,
+    pub docs_read: AtomicU64,
+    pub docs_written: AtomicU64,
+    pub doc_write_failures: AtomicU64,
+    pub bulk_get_docs: AtomicU64,
+    pub bulk_get_attempts: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub revisions_checked: u64,
+    pub missing_revisions_found: u64,
+    pub docs_read: u64,
+    pub docs_written: u64,
+    pub doc_write_failures: u64,
+    pub bulk_get_docs: u64,
+    pub bulk_get_attempts: u64,
+}
+
+impl Stats {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Counts {
+        Counts {
+            revisions_checked: self.revisions_checked.load(Relaxed),
+            missing_revisions_found: self.missing_revisions_found.load(Relaxed),
+            docs_read: self.docs_read.load(Relaxed),
+            docs_written: self.docs_written.load(Relaxed),
+            doc_write_failures: self.doc_write_failures.load(Relaxed),
+            bulk_get_docs: self.bulk_get_docs.load(Relaxed),
+            bulk_get_attempts: self.bulk_get_attempts.load(Relaxed),
+        }
+    }
+}
+
+impl Counts {
+    /// Counters accumulated since `before`.
+    pub fn since(&self, before: &Counts) -> Counts {
+        Counts {
+            revisions_checked: self.revisions_checked - before.revisions_checked,
+            missing_revisions_found: self.missing_revisions_found - before.missing_revisions_found,
+            docs_read: self.docs_read - before.docs_read,
+            docs_written: self.docs_written - before.docs_written,
+            doc_write_failures: self.doc_write_failures - before.doc_write_failures,
+            bulk_get_docs: self.bulk_get_docs - before.bulk_get_docs,
+            bulk_get_attempts: self.bulk_get_attempts - before.bulk_get_attempts,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "revisions_checked": self.revisions_checked,
+            "missing_revisions_found": self.missing_revisions_found,
+            "docs_read": self.docs_read,
+            "docs_written": self.docs_written,
+            "doc_write_failures": self.doc_write_failures,
+            "bulk_get_docs": self.bulk_get_docs,
+            "bulk_get_attempts": self.bulk_get_attempts,
+        })
+    }
+}
+
+/// Sequence progress of one job.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// Newest sequence the changes reader has seen.
+    pub source_seq: Value,
+    /// Highest sequence below which every change is written.
+    pub through_seq: Value,
+    pub checkpointed_source_seq: Value,
+    pub changes_pending: Option<u64>,
+    /// Which side applies the filter: `"source"` (pushed into `_changes`) or `"settee"`.
+    pub filtered_by: Option<&'static str>,
+    pub replication_id: Option<String>,
+}
+
+/// Counters plus progress, owned by whoever runs the job and read by status endpoints. It
+/// outlives restarts of the job, so counters keep growing across them as CouchDB's do.
+#[derive(Debug, Default)]
+pub struct JobState {
+    pub stats: Stats,
+    pub progress: Mutex<Progress>,
+}
+
+impl JobState {
+    pub fn progress(&self) -> Progress {
+        self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Progress)) {
+        if let Ok(mut p) = self.progress.lock() {
+            f(&mut p);
+        }
+    }
+
+    /// CouchDB's `info` object for `_scheduler/*` and the fields of `_active_tasks`.
+    pub fn info_json(&self) -> Value {
+        let p = self.progress();
+        let mut v = self.stats.snapshot().to_json();
+        v["changes_pending"] = json!(p.changes_pending);
+        v["checkpointed_source_seq"] = p.checkpointed_source_seq;
+        v["source_seq"] = p.source_seq;
+        v["through_seq"] = p.through_seq;
+        if let Some(f) = p.filtered_by {
+            v["filtered_by"] = json!(f);
+        }
+        v
+    }
+}

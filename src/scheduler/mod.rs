@@ -1,0 +1,630 @@
+//! The scheduler: replication documents in `_replicator` and `POST /_replicate` calls become
+//! jobs; it runs up to `max_jobs` of them, rotates the rest fairly, retries crashed ones with
+//! capped exponential backoff, and writes terminal states back to their documents.
+//!
+//! One task (started by [`Scheduler::start`]) owns every decision: it follows `_replicator`'s
+//! changes, receives job endings, and ticks. Status readers take the state lock briefly.
+//! Invariants: a job id runs at most once at a time; a document's own state write-backs never
+//! restart its job; every job task is owned by the scheduler's `JoinSet` and is cancelled
+//! (with a final checkpoint) on shutdown.
+
+pub mod docs;
+pub mod status;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use crate::replicator::{self, id::replication_id, Env, JobState, Outcome, ReplError, Spec};
+use crate::store::{ReadOpts, Store};
+use docs::REPLICATOR_DB;
+
+/// CouchDB's `[replicator]` knobs.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    pub max_jobs: usize,
+    pub interval: Duration,
+    pub max_churn: usize,
+    /// First retry delay after a crash; doubles per consecutive crash up to `backoff_cap`.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_jobs: 500,
+            interval: Duration::from_secs(60),
+            max_churn: 20,
+            // CouchDB starts at 30 s; a replication that lost its peer for a moment should
+            // not wait that long to catch up.
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A job's scheduling state (CouchDB's states; `completed`/`failed` live on documents).
+#[derive(Debug)]
+pub enum Phase {
+    Pending,
+    Running {
+        cancel: watch::Sender<bool>,
+        since: Instant,
+    },
+    Crashing {
+        retry_at: Instant,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub at: SystemTime,
+    pub kind: &'static str,
+    pub reason: Option<String>,
+}
+
+/// Where a one-shot `POST /_replicate` caller waits for its job's ending.
+pub type Waiter = oneshot::Receiver<Result<Outcome, ReplError>>;
+
+/// Who asked for a job.
+#[derive(Debug)]
+pub enum Origin {
+    Doc(String),
+    /// `POST /_replicate`; a one-shot caller waits for the ending.
+    Transient(Option<oneshot::Sender<Result<Outcome, ReplError>>>),
+}
+
+pub struct Job {
+    pub id: String,
+    pub spec: Spec,
+    pub origin: Origin,
+    pub state: Arc<JobState>,
+    pub phase: Phase,
+    pub history: VecDeque<Event>,
+    pub consecutive_crashes: u32,
+    pub added: SystemTime,
+    pub started: Option<SystemTime>,
+    /// Bumped at each start, so an ending from an older run is recognised.
+    generation: u64,
+}
+
+/// A document of `_replicator` as the scheduler sees it.
+#[derive(Clone, Debug)]
+pub struct DocEntry {
+    pub doc_id: String,
+    pub definition: Value,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub state: DocState,
+    pub last_updated: SystemTime,
+}
+
+#[derive(Clone, Debug)]
+pub enum DocState {
+    /// Runs as this job.
+    Scheduled(String),
+    Completed(Value),
+    Failed(String),
+}
+
+#[derive(Default)]
+pub struct State {
+    pub jobs: BTreeMap<String, Job>,
+    pub docs: BTreeMap<String, DocEntry>,
+}
+
+struct Ended {
+    id: String,
+    generation: u64,
+    result: Result<Outcome, ReplError>,
+}
+
+pub struct Scheduler {
+    pub env: Env,
+    pub cfg: SchedulerConfig,
+    store: Arc<Store>,
+    state: Mutex<State>,
+    kick: mpsc::Sender<()>,
+    kick_rx: Mutex<Option<mpsc::Receiver<()>>>,
+    /// Numbers every job start, so an ending from an earlier run is never taken for the
+    /// current one (even after a job with the same id was removed and re-added).
+    starts: std::sync::atomic::AtomicU64,
+}
+
+fn backoff(cfg: &SchedulerConfig, crashes: u32) -> Duration {
+    let factor = 1u32 << crashes.saturating_sub(1).min(16);
+    (cfg.backoff_base * factor).min(cfg.backoff_cap)
+}
+
+const MAX_HISTORY: usize = 20;
+
+impl Job {
+    fn push(&mut self, kind: &'static str, reason: Option<String>) {
+        self.history.push_front(Event {
+            at: SystemTime::now(),
+            kind,
+            reason,
+        });
+        self.history.truncate(MAX_HISTORY);
+    }
+
+    pub fn doc_id(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::Doc(d) => Some(d),
+            Origin::Transient(_) => None,
+        }
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Running { .. } => "running",
+            Phase::Crashing { .. } => "crashing",
+            Phase::Pending => "pending",
+        }
+    }
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<Store>, cfg: SchedulerConfig) -> Arc<Scheduler> {
+        let (kick, kick_rx) = mpsc::channel(1);
+        Arc::new(Scheduler {
+            env: Env {
+                store: Some(store.clone()),
+                server_uuid: store.uuid().to_owned(),
+            },
+            cfg,
+            store,
+            state: Mutex::new(State::default()),
+            kick,
+            kick_rx: Mutex::new(Some(kick_rx)),
+            starts: Default::default(),
+        })
+    }
+
+    /// Reads the state for status output.
+    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        match self.state.lock() {
+            Ok(s) => f(&s),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self) {
+        let _ = self.kick.try_send(());
+    }
+
+    /// Starts the scheduler's task; it stops (cancelling and checkpointing every job) when
+    /// `shutdown` flips.
+    pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move { me.main(shutdown).await })
+    }
+
+    /// Adds a `POST /_replicate` job. A one-shot job's ending is sent to the returned receiver.
+    pub fn add_transient(&self, spec: Spec) -> Result<(String, Option<Waiter>), String> {
+        let id = replication_id(&spec, &self.env.server_uuid).full;
+        let (tx, rx) = if spec.continuous {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        {
+            let mut st = self.lock();
+            if let Some(j) = st.jobs.get(&id) {
+                return Err(match j.doc_id() {
+                    Some(d) => format!("Replication `{id}` is already running, triggered by document `{d}` from db `_replicator`"),
+                    None => format!("Replication `{id}` is already running"),
+                });
+            }
+            st.jobs.insert(
+                id.clone(),
+                self.new_job(id.clone(), spec, Origin::Transient(tx)),
+            );
+        }
+        self.wake();
+        Ok((id, rx))
+    }
+
+    /// Cancels a `POST /_replicate` job by id (with or without its `+…` suffixes).
+    pub fn cancel_transient(&self, id: &str) -> Option<String> {
+        let mut st = self.lock();
+        let key = st
+            .jobs
+            .iter()
+            .find(|(k, j)| {
+                matches!(j.origin, Origin::Transient(_))
+                    && (k.as_str() == id || k.split('+').next() == Some(id))
+            })
+            .map(|(k, _)| k.clone())?;
+        if let Some(j) = st.jobs.remove(&key) {
+            stop(j);
+        }
+        Some(key)
+    }
+
+    fn new_job(&self, id: String, spec: Spec, origin: Origin) -> Job {
+        let mut j = Job {
+            id,
+            spec,
+            origin,
+            state: Arc::new(JobState::default()),
+            phase: Phase::Pending,
+            history: VecDeque::new(),
+            consecutive_crashes: 0,
+            added: SystemTime::now(),
+            started: None,
+            generation: 0,
+        };
+        j.push("added", None);
+        j
+    }
+
+    async fn main(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Some(mut kick_rx) = self.kick_rx.lock().ok().and_then(|mut k| k.take()) else {
+            return;
+        };
+        let (end_tx, mut end_rx) = mpsc::channel::<Ended>(64);
+        let mut running: JoinSet<()> = JoinSet::new();
+        let repdb = match self.store.ensure_db(REPLICATOR_DB) {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open _replicator; the scheduler is not running");
+                return;
+            }
+        };
+        let mut updates = repdb.subscribe();
+        let mut seen = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last_rotation = Instant::now();
+        loop {
+            // Follow _replicator: every document changed since the last look.
+            let now_seq = repdb.update_seq();
+            if now_seq != seen {
+                let changes: Vec<_> = repdb.changes(seen, false).filter_map(Result::ok).collect();
+                for c in changes {
+                    seen = seen.max(c.seq);
+                    if c.id.starts_with("_design/") {
+                        continue;
+                    }
+                    let doc = if c.record.tree.is_deleted() {
+                        None
+                    } else {
+                        repdb.get(&c.id, None, &ReadOpts::default()).ok()
+                    };
+                    self.doc_changed(&c.id, doc);
+                }
+                seen = seen.max(now_seq);
+            }
+            self.schedule(&mut running, &end_tx, &mut last_rotation);
+            tokio::select! {
+                _ = updates.changed() => {}
+                _ = kick_rx.recv() => {}
+                _ = tick.tick() => {}
+                Some(ended) = end_rx.recv() => self.job_ended(ended),
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = crate::http::stopped(&mut shutdown) => break,
+            }
+        }
+        // Shutdown: cancel every running job; each writes a final checkpoint.
+        {
+            let mut st = self.lock();
+            for j in st.jobs.values_mut() {
+                if let Phase::Running { cancel, .. } = &j.phase {
+                    let _ = cancel.send(true);
+                }
+            }
+        }
+        let deadline = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                r = running.join_next() => if r.is_none() { break },
+                _ = &mut deadline => { running.abort_all(); }
+            }
+        }
+    }
+
+    /// A `_replicator` document was written (`None`: deleted).
+    fn doc_changed(&self, doc_id: &str, doc: Option<Value>) {
+        let definition = doc.as_ref().map(docs::definition);
+        let mut st = self.lock();
+        if let (Some(entry), Some(def)) = (st.docs.get(doc_id), &definition) {
+            if &entry.definition == def {
+                return; // only our state fields changed
+            }
+        }
+        // Edited or deleted: the old job (if any) stops.
+        if let Some(entry) = st.docs.remove(doc_id) {
+            if let DocState::Scheduled(job_id) = entry.state {
+                if let Some(j) = st.jobs.remove(&job_id) {
+                    stop(j);
+                }
+            }
+        }
+        let (Some(doc), Some(definition)) = (doc, definition) else {
+            return;
+        };
+        let redact = |k: &str| {
+            doc.get(k)
+                .and_then(|v| replicator::Endpoint::parse(v, k).ok())
+                .map(|e| e.redacted())
+        };
+        let mut entry = DocEntry {
+            doc_id: doc_id.to_owned(),
+            definition,
+            source: redact("source"),
+            target: redact("target"),
+            state: DocState::Failed(String::new()),
+            last_updated: SystemTime::now(),
+        };
+        if let Some(t) = docs::terminal_state(&doc) {
+            entry.state = if t == "completed" {
+                DocState::Completed(
+                    doc.get("_replication_stats")
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                )
+            } else {
+                DocState::Failed(
+                    doc.get("_replication_state_reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("failed")
+                        .to_owned(),
+                )
+            };
+            st.docs.insert(doc_id.to_owned(), entry);
+            return;
+        }
+        match docs::validate(&doc) {
+            Err(e) => {
+                let reason = e.to_string();
+                entry.state = DocState::Failed(reason.clone());
+                st.docs.insert(doc_id.to_owned(), entry);
+                drop(st);
+                self.write_back(doc_id, "failed", Some(&reason), None);
+            }
+            Ok(spec) => {
+                let id = replication_id(&spec, &self.env.server_uuid).full;
+                if let Some(other) = st.jobs.get(&id) {
+                    let by = match other.doc_id() {
+                        Some(d) => format!("triggered by document `{d}` from db `{REPLICATOR_DB}`"),
+                        None => "started by POST /_replicate".to_owned(),
+                    };
+                    let reason = format!(
+                        "Replication `{id}` specified by document `{doc_id}` already started, {by}"
+                    );
+                    entry.state = DocState::Failed(reason.clone());
+                    st.docs.insert(doc_id.to_owned(), entry);
+                    drop(st);
+                    self.write_back(doc_id, "failed", Some(&reason), None);
+                    return;
+                }
+                entry.state = DocState::Scheduled(id.clone());
+                st.docs.insert(doc_id.to_owned(), entry);
+                let job = self.new_job(id.clone(), spec, Origin::Doc(doc_id.to_owned()));
+                st.jobs.insert(id, job);
+            }
+        }
+    }
+
+    /// Starts what may start: crashed jobs whose backoff elapsed and pending jobs, up to
+    /// `max_jobs`; every `interval`, rotates up to `max_churn` continuous jobs out for
+    /// pending ones.
+    fn schedule(
+        &self,
+        running: &mut JoinSet<()>,
+        end_tx: &mpsc::Sender<Ended>,
+        last_rotation: &mut Instant,
+    ) {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let mut n_running = st
+            .jobs
+            .values()
+            .filter(|j| matches!(j.phase, Phase::Running { .. }))
+            .count();
+        let eligible = |j: &Job| match &j.phase {
+            Phase::Pending => true,
+            Phase::Crashing { retry_at, .. } => *retry_at <= now,
+            Phase::Running { .. } => false,
+        };
+        let waiting = st.jobs.values().filter(|j| eligible(j)).count();
+        if waiting > 0
+            && n_running >= self.cfg.max_jobs
+            && now.duration_since(*last_rotation) >= self.cfg.interval
+        {
+            *last_rotation = now;
+            // Stop the continuous jobs that have run longest, to let waiting ones run.
+            let mut candidates: Vec<(Instant, String)> = st
+                .jobs
+                .values()
+                .filter(|j| j.spec.continuous)
+                .filter_map(|j| match &j.phase {
+                    Phase::Running { since, .. } => Some((*since, j.id.clone())),
+                    _ => None,
+                })
+                .collect();
+            candidates.sort();
+            for (_, id) in candidates.into_iter().take(self.cfg.max_churn.min(waiting)) {
+                if let Some(j) = st.jobs.get_mut(&id) {
+                    if let Phase::Running { cancel, .. } = &j.phase {
+                        let _ = cancel.send(true);
+                    }
+                    j.phase = Phase::Pending;
+                    j.push("stopped", None);
+                    n_running -= 1;
+                }
+            }
+        }
+        if n_running >= self.cfg.max_jobs {
+            return;
+        }
+        // Longest-waiting first.
+        let mut ready: Vec<(SystemTime, String)> = st
+            .jobs
+            .values()
+            .filter(|j| eligible(j))
+            .map(|j| (j.started.unwrap_or(j.added), j.id.clone()))
+            .collect();
+        ready.sort();
+        for (_, id) in ready.into_iter().take(self.cfg.max_jobs - n_running) {
+            let Some(j) = st.jobs.get_mut(&id) else {
+                continue;
+            };
+            let (cancel_tx, cancel_rx) = watch::channel(false);
+            j.generation = self
+                .starts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            j.phase = Phase::Running {
+                cancel: cancel_tx,
+                since: Instant::now(),
+            };
+            j.started = Some(SystemTime::now());
+            j.push("started", None);
+            let (spec, env, state, gen, tx) = (
+                j.spec.clone(),
+                self.env.clone(),
+                j.state.clone(),
+                j.generation,
+                end_tx.clone(),
+            );
+            running.spawn(async move {
+                let result = replicator::run(&spec, &env, state, cancel_rx).await;
+                let _ = tx
+                    .send(Ended {
+                        id,
+                        generation: gen,
+                        result,
+                    })
+                    .await;
+            });
+        }
+    }
+
+    fn job_ended(&self, e: Ended) {
+        let mut st = self.lock();
+        let Some(j) = st.jobs.get_mut(&e.id) else {
+            return;
+        };
+        if j.generation != e.generation || !matches!(j.phase, Phase::Running { .. }) {
+            return;
+        }
+        match e.result {
+            Ok(out) if out.cancelled => {
+                j.phase = Phase::Pending;
+            }
+            Ok(out) => {
+                let Some(mut j) = st.jobs.remove(&e.id) else {
+                    return;
+                };
+                j.push("stopped", None);
+                match std::mem::replace(&mut j.origin, Origin::Transient(None)) {
+                    Origin::Transient(Some(tx)) => {
+                        let _ = tx.send(Ok(out));
+                    }
+                    Origin::Transient(None) => {}
+                    Origin::Doc(doc_id) => {
+                        let mut stats = j.state.info_json();
+                        stats["start_time"] = json!(j.started.map(replicator::checkpoint::iso8601));
+                        if let Some(d) = st.docs.get_mut(&doc_id) {
+                            d.state = DocState::Completed(stats.clone());
+                            d.last_updated = SystemTime::now();
+                        }
+                        drop(st);
+                        self.write_back(&doc_id, "completed", None, Some(stats));
+                    }
+                }
+            }
+            Err(err) => {
+                let reason = err.to_string();
+                let transient_oneshot = matches!(j.origin, Origin::Transient(Some(_)));
+                if err.is_permanent() || transient_oneshot {
+                    let Some(mut j) = st.jobs.remove(&e.id) else {
+                        return;
+                    };
+                    match std::mem::replace(&mut j.origin, Origin::Transient(None)) {
+                        Origin::Transient(Some(tx)) => {
+                            let _ = tx.send(Err(err));
+                        }
+                        Origin::Transient(None) => {}
+                        Origin::Doc(doc_id) => {
+                            if let Some(d) = st.docs.get_mut(&doc_id) {
+                                d.state = DocState::Failed(reason.clone());
+                                d.last_updated = SystemTime::now();
+                            }
+                            drop(st);
+                            self.write_back(&doc_id, "failed", Some(&reason), None);
+                        }
+                    }
+                    return;
+                }
+                j.consecutive_crashes += 1;
+                let wait = backoff(&self.cfg, j.consecutive_crashes);
+                j.push("crashed", Some(reason.clone()));
+                tracing::info!(job = %j.id, retry_in_ms = wait.as_millis() as u64, reason = %reason, "replication crashed");
+                j.phase = Phase::Crashing {
+                    retry_at: Instant::now() + wait,
+                    reason,
+                };
+            }
+        }
+    }
+
+    /// Records a terminal state in the document, as CouchDB 3.x does, without touching the
+    /// definition (so the job is not restarted by its own write).
+    fn write_back(&self, doc_id: &str, state: &str, reason: Option<&str>, stats: Option<Value>) {
+        let Ok(db) = self.store.db(REPLICATOR_DB) else {
+            return;
+        };
+        for _ in 0..3 {
+            let Ok(mut doc) = db.get(doc_id, None, &ReadOpts::default()) else {
+                return;
+            };
+            let Some(o) = doc.as_object_mut() else { return };
+            o.insert("_replication_state".into(), json!(state));
+            o.insert(
+                "_replication_state_time".into(),
+                json!(replicator::checkpoint::iso8601(SystemTime::now())),
+            );
+            match reason {
+                Some(r) => o.insert("_replication_state_reason".into(), json!(r)),
+                None => o.shift_remove("_replication_state_reason"),
+            };
+            match &stats {
+                Some(s) => o.insert("_replication_stats".into(), s.clone()),
+                None => o.shift_remove("_replication_stats"),
+            };
+            match db.bulk_docs(vec![doc], true) {
+                Ok(out) if out.iter().all(|o| o.result.is_ok()) => return,
+                Ok(_) => continue, // edited meanwhile: read again
+                Err(e) => {
+                    tracing::warn!(doc_id, error = %e, "could not record replication state");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Stops a job that is being removed: a running one is cancelled (it checkpoints and ends on
+/// its own); a waiting one-shot caller is told.
+fn stop(j: Job) {
+    if let Phase::Running { cancel, .. } = &j.phase {
+        let _ = cancel.send(true);
+    }
+    if let Origin::Transient(Some(tx)) = j.origin {
+        let _ = tx.send(Err(ReplError::Internal("cancelled".into())));
+    }
+}

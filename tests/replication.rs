@@ -1,0 +1,601 @@
+//! The replicator over real HTTP: settee↔settee, local↔remote, settee↔pouchdb-server (npm), with
+//! inserts, updates, deletions, conflicts, attachments, design docs, selectors and doc_ids;
+//! resume after SIGKILL; continuous with a source outage; two-way convergence; bad input.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use common::{req, trees, wait_for, PouchServer, Server};
+use serde_json::{json, Value};
+
+const A: &str = "adm:pw";
+
+fn start() -> Server {
+    Server::start(&["--admin", A])
+}
+
+fn url(s: &Server, db: &str) -> String {
+    format!("http://{A}@{}/{db}", s.addr)
+}
+
+/// The same request with admin credentials (the helper client sends none).
+fn areq(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    use base64::Engine;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(A)
+    );
+    let (s, _, b) = common::raw(
+        addr,
+        method,
+        path,
+        &[("Authorization", &auth)],
+        body.map(|b| b.to_string().into_bytes()),
+    );
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+/// Writes the test corpus: 30 docs (even ones `type: public`), updates, two deletions, a
+/// conflict with both branches public, an attachment and a design doc.
+fn populate(addr: &str, db: &str, auth: bool) {
+    let r = |m: &str, p: &str, b: Option<&Value>| {
+        if auth {
+            areq(addr, m, p, b)
+        } else {
+            req(addr, m, p, b)
+        }
+    };
+    let (s, _) = r("PUT", &format!("/{db}"), None);
+    assert!(s == 201 || s == 412, "create {db}: {s}");
+    let docs: Vec<Value> = (0..30)
+        .map(|i| json!({"_id": format!("d{i:03}"), "type": if i % 2 == 0 {"public"} else {"private"}, "n": i}))
+        .collect();
+    let (s, _) = r(
+        "POST",
+        &format!("/{db}/_bulk_docs"),
+        Some(&json!({"docs": docs})),
+    );
+    assert_eq!(s, 201);
+    for i in 1..=5 {
+        for _ in 0..2 {
+            let id = format!("d{i:03}");
+            let (_, cur) = r("GET", &format!("/{db}/{id}"), None);
+            let mut d = cur.clone();
+            d["n"] = json!(d["n"].as_i64().unwrap() + 100);
+            assert_eq!(r("PUT", &format!("/{db}/{id}"), Some(&d)).0, 201);
+        }
+    }
+    for id in ["d006", "d007"] {
+        let (_, cur) = r("GET", &format!("/{db}/{id}"), None);
+        let rev = cur["_rev"].as_str().unwrap().to_owned();
+        let (s, _) = r("DELETE", &format!("/{db}/{id}?rev={rev}"), None);
+        assert!(s == 200 || s == 201, "delete {id}: {s}");
+    }
+    let (_, cur) = r("GET", &format!("/{db}/d008"), None);
+    let rev1 = cur["_rev"].as_str().unwrap().to_owned();
+    let hash = rev1.split('-').nth(1).unwrap().to_owned();
+    let branch = json!({"_id": "d008", "_rev": "2-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "type": "public", "n": "branch",
+        "_revisions": {"start": 2, "ids": ["bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", hash]}});
+    let mut d = cur.clone();
+    d["n"] = json!("other branch");
+    assert_eq!(r("PUT", &format!("/{db}/d008"), Some(&d)).0, 201);
+    let (s, _) = r(
+        "POST",
+        &format!("/{db}/_bulk_docs"),
+        Some(&json!({"docs": [branch], "new_edits": false})),
+    );
+    assert_eq!(s, 201);
+    let (_, cur) = r("GET", &format!("/{db}/d010"), None);
+    let mut d = cur.clone();
+    d["_attachments"] =
+        json!({"note.txt": {"content_type": "text/plain", "data": "aGVsbG8gd29ybGQ="}});
+    assert_eq!(r("PUT", &format!("/{db}/d010"), Some(&d)).0, 201);
+    let ddoc = json!({"_id": "_design/app", "type": "public", "views": {"by_n": {"map": "function(doc){emit(doc.n)}"}}});
+    assert_eq!(r("PUT", &format!("/{db}/_design/app"), Some(&ddoc)).0, 201);
+}
+
+fn replicate(on: &Server, body: Value) -> Value {
+    let (s, v) = areq(&on.addr, "POST", "/_replicate", Some(&body));
+    assert_eq!(s, 200, "replicate {body}: {v}");
+    assert_eq!(v["ok"], true);
+    v
+}
+
+fn written(report: &Value) -> u64 {
+    report["history"][0]["docs_written"].as_u64().unwrap()
+}
+
+/// Trees of the source docs that should pass, compared with the target's, which must hold
+/// nothing else.
+fn assert_replica(
+    src: &BTreeMap<String, Vec<Value>>,
+    dst: &BTreeMap<String, Vec<Value>>,
+    pass: impl Fn(&str, &[Value]) -> bool,
+) {
+    let expected: BTreeMap<&String, &Vec<Value>> =
+        src.iter().filter(|(id, leaves)| pass(id, leaves)).collect();
+    let got: BTreeMap<&String, &Vec<Value>> = dst.iter().collect();
+    assert_eq!(
+        expected.keys().collect::<BTreeSet<_>>(),
+        got.keys().collect::<BTreeSet<_>>(),
+        "which documents reached the target"
+    );
+    for (id, leaves) in expected {
+        assert_eq!(leaves, got[id], "revision tree of {id}");
+    }
+}
+
+fn all(_: &str, _: &[Value]) -> bool {
+    true
+}
+
+/// Docs whose live leaves are public: a selector replication sends those (tombstones do not
+/// match `type`, so deletions before the first run never arrive).
+fn public(_: &str, leaves: &[Value]) -> bool {
+    leaves
+        .iter()
+        .any(|l| l["type"] == "public" && l.get("_deleted").is_none())
+}
+
+#[test]
+fn settee_to_settee_over_http_all_selector_and_doc_ids() {
+    let a = start();
+    let b = start();
+    populate(&a.addr, "src", true);
+    let src = trees_auth(&a, "src");
+    assert_eq!(src.len(), 31);
+
+    let r = replicate(
+        &b,
+        json!({"source": url(&a, "src"), "target": url(&b, "all"), "create_target": true}),
+    );
+    assert_eq!(written(&r), 32, "31 docs, one with two leaves: {r}");
+    assert_replica(&src, &trees_auth(&b, "all"), all);
+    // A second run finds everything there.
+    let r = replicate(
+        &b,
+        json!({"source": url(&a, "src"), "target": url(&b, "all")}),
+    );
+    assert_eq!(written(&r), 0);
+    // The attachment arrived with its bytes.
+    let (_, _, body) = common::raw(
+        &b.addr,
+        "GET",
+        "/all/d010/note.txt",
+        &[("Authorization", &basic())],
+        None,
+    );
+    assert_eq!(body, b"hello world");
+
+    let r = replicate(
+        &b,
+        json!({"source": url(&a, "src"), "target": url(&b, "sel"), "create_target": true, "selector": {"type": "public"}}),
+    );
+    assert_replica(&src, &trees_auth(&b, "sel"), public);
+    assert!(written(&r) >= 15);
+    assert!(
+        trees_auth(&b, "sel").contains_key("_design/app"),
+        "design docs replicate too"
+    );
+
+    replicate(
+        &b,
+        json!({"source": url(&a, "src"), "target": url(&b, "ids"), "create_target": true, "doc_ids": ["d003", "d008", "d006", "nope"]}),
+    );
+    assert_replica(&src, &trees_auth(&b, "ids"), |id, _| {
+        ["d003", "d008", "d006"].contains(&id)
+    });
+}
+
+fn basic() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(A)
+    )
+}
+
+fn trees_auth(s: &Server, db: &str) -> BTreeMap<String, Vec<Value>> {
+    common::trees_with(&s.addr, db, &[("Authorization", &basic())])
+}
+
+fn trees_via(addr: &str, db: &str) -> BTreeMap<String, Vec<Value>> {
+    trees(addr, db)
+}
+
+#[test]
+fn local_database_to_remote_and_back() {
+    let a = start();
+    let b = start();
+    populate(&a.addr, "src", true);
+    let src = trees_auth(&a, "src");
+    let r = replicate(
+        &a,
+        json!({"source": "src", "target": url(&b, "mid"), "create_target": true}),
+    );
+    assert_eq!(written(&r), 32);
+    assert_replica(&src, &trees_auth(&b, "mid"), all);
+    let r = replicate(
+        &a,
+        json!({"source": url(&b, "mid"), "target": "back", "create_target": true}),
+    );
+    assert_eq!(written(&r), 32);
+    assert_replica(&src, &trees_auth(&a, "back"), all);
+    // Local to local with a selector.
+    replicate(
+        &a,
+        json!({"source": "src", "target": "pub", "create_target": true, "selector": {"type": "public"}}),
+    );
+    assert_replica(&src, &trees_auth(&a, "pub"), public);
+}
+
+#[test]
+fn settee_and_pouchdb_server_both_ways() {
+    let a = start();
+    let p = PouchServer::start(&["--no-selector-shim"]);
+    populate(&a.addr, "src", true);
+    let src = trees_auth(&a, "src");
+    let purl = |db: &str| format!("{}/{db}", p.1.trim_end_matches('/'));
+
+    // settee -> pouchdb-server, everything.
+    let r = replicate(
+        &a,
+        json!({"source": "src", "target": purl("fromsettee"), "create_target": true}),
+    );
+    assert_eq!(written(&r), 32, "{r}");
+    assert_replica(&src, &trees_via(p.addr(), "fromsettee"), all);
+
+    // pouchdb-server -> settee, everything, then with a selector the stock server cannot
+    // take by POST: settee filters on its side and says so.
+    let r = replicate(
+        &a,
+        json!({"source": purl("fromsettee"), "target": "back", "create_target": true}),
+    );
+    assert_eq!(written(&r), 32, "{r}");
+    assert_replica(&src, &trees_auth(&a, "back"), all);
+    let (s, v) = areq(
+        &a.addr,
+        "POST",
+        "/_replicate",
+        Some(
+            &json!({"source": purl("fromsettee"), "target": "pubback", "create_target": true, "selector": {"type": "public"}}),
+        ),
+    );
+    assert_eq!(s, 200, "{v}");
+    // Settee-side filtering matches the winning revision, so only docs whose winner is public.
+    let pub_back = trees_auth(&a, "pubback");
+    assert!(
+        pub_back.contains_key("d000") && !pub_back.contains_key("d001"),
+        "{:?}",
+        pub_back.keys()
+    );
+    for (id, leaves) in &pub_back {
+        assert_eq!(leaves, &src[id], "tree of {id}");
+        assert!(leaves.iter().any(|l| l["type"] == "public"));
+    }
+    // doc_ids from pouchdb-server.
+    replicate(
+        &a,
+        json!({"source": purl("fromsettee"), "target": "idsback", "create_target": true, "doc_ids": ["d002", "d008"]}),
+    );
+    assert_replica(&src, &trees_auth(&a, "idsback"), |id, _| {
+        id == "d002" || id == "d008"
+    });
+}
+
+fn run_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_settee"))
+        .arg("replicate")
+        .arg("--quiet")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn cli_written(out: &std::process::Output) -> u64 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "settee replicate failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = text
+        .split_whitespace()
+        .skip_while(|w| *w != "docs_written")
+        .nth(1)
+        .expect("docs_written in output");
+    w.parse().unwrap()
+}
+
+fn update_seq(s: &Server, db: &str) -> u64 {
+    let (_, v) = areq(&s.addr, "GET", &format!("/{db}"), None);
+    v["update_seq"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn killed_one_shot_resumes_and_writes_only_what_was_missing() {
+    let a = start();
+    let b = start();
+    assert_eq!(areq(&a.addr, "PUT", "/big", None).0, 201);
+    for chunk in 0..20 {
+        let docs: Vec<Value> = (0..1000).map(|i| json!({"_id": format!("k{:05}", chunk * 1000 + i), "v": i, "pad": "x".repeat(200)})).collect();
+        assert_eq!(
+            areq(
+                &a.addr,
+                "POST",
+                "/big/_bulk_docs",
+                Some(&json!({"docs": docs}))
+            )
+            .0,
+            201
+        );
+    }
+    let (src, dst) = (url(&a, "big"), url(&b, "big"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_settee"))
+        .args(["replicate", "--quiet", "--create-target", &src, &dst])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it part-way, as a crash would.
+    let got = wait_for(120, || {
+        let (s, v) = areq(&b.addr, "GET", "/big", None);
+        (s == 200 && v["doc_count"].as_u64().unwrap_or(0) >= 3000).then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(got.is_some(), "the first run wrote nothing in time");
+    // A write the killed client had already sent may still land: wait until the target is still.
+    let mut before = update_seq(&b, "big");
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = update_seq(&b, "big");
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    assert!(
+        before < 20_000,
+        "killed too late to prove anything ({before})"
+    );
+    let out = run_cli(&["--create-target", &src, &dst]);
+    let w = cli_written(&out);
+    assert_eq!(
+        w,
+        20_000 - before,
+        "the second run writes exactly what was missing"
+    );
+    assert_eq!(
+        update_seq(&b, "big"),
+        20_000,
+        "no revision was written twice"
+    );
+    let out = run_cli(&[&src, &dst]);
+    assert_eq!(cli_written(&out), 0);
+    assert_eq!(update_seq(&b, "big"), 20_000);
+}
+
+#[test]
+fn continuous_follows_and_survives_a_source_outage() {
+    let a = start();
+    let b = start();
+    assert_eq!(areq(&a.addr, "PUT", "/live", None).0, 201);
+    let (s, v) = areq(
+        &b.addr,
+        "POST",
+        "/_replicate",
+        Some(
+            &json!({"source": url(&a, "live"), "target": "copy", "create_target": true, "continuous": true}),
+        ),
+    );
+    assert_eq!(s, 202, "{v}");
+    let job = v["_local_id"].as_str().unwrap().to_owned();
+    assert!(job.ends_with("+continuous+create_target"));
+    areq(&a.addr, "PUT", "/live/one", Some(&json!({"x": 1})));
+    assert!(
+        wait_for(30, || (areq(&b.addr, "GET", "/copy/one", None).0 == 200)
+            .then_some(()))
+        .is_some(),
+        "a write on the source reaches the target"
+    );
+    let (_, tasks) = areq(&b.addr, "GET", "/_active_tasks", None);
+    assert_eq!(tasks[0]["replication_id"], job.as_str());
+    assert!(
+        !tasks.to_string().contains(":pw@"),
+        "no password in status: {tasks}"
+    );
+
+    // The source goes away for 10 s and comes back on the same port with the same data.
+    let addr = a.addr.clone();
+    let mut a = a;
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let dir = std::mem::replace(&mut a.dir, tempfile::tempdir().unwrap());
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let a2 = Server::start_at(dir, &addr, &["--admin", A]);
+    areq(&a2.addr, "PUT", "/live/two", Some(&json!({"x": 2})));
+    assert!(
+        wait_for(60, || (areq(&b.addr, "GET", "/copy/two", None).0 == 200)
+            .then_some(()))
+        .is_some(),
+        "caught up after the outage without restarting the job"
+    );
+    let (_, j) = areq(
+        &b.addr,
+        "GET",
+        &format!("/_scheduler/jobs/{}", job.replace('+', "%2B")),
+        None,
+    );
+    assert!(
+        j["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "crashed"),
+        "{j}"
+    );
+    let (s, v) = areq(
+        &b.addr,
+        "POST",
+        "/_replicate",
+        Some(&json!({"replication_id": job, "cancel": true})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (_, tasks) = areq(&b.addr, "GET", "/_active_tasks", None);
+    assert_eq!(tasks, json!([]));
+}
+
+#[test]
+fn two_way_pair_converges_and_then_idles() {
+    let a = start();
+    let b = start();
+    for s in [&a, &b] {
+        assert_eq!(areq(&s.addr, "PUT", "/shared", None).0, 201);
+    }
+    let sel = json!({"type": "shared"});
+    for (on, src, dst) in [
+        (&a, url(&a, "shared"), url(&b, "shared")),
+        (&a, url(&b, "shared"), url(&a, "shared")),
+    ] {
+        let (s, v) = areq(
+            &on.addr,
+            "POST",
+            "/_replicate",
+            Some(&json!({"source": src, "target": dst, "continuous": true, "selector": sel})),
+        );
+        assert_eq!(s, 202, "{v}");
+    }
+    // Edits on both sides, a doc outside the selector, then a concurrent edit of the same doc.
+    areq(
+        &a.addr,
+        "PUT",
+        "/shared/x",
+        Some(&json!({"type": "shared", "from": "a"})),
+    );
+    areq(
+        &b.addr,
+        "PUT",
+        "/shared/y",
+        Some(&json!({"type": "shared", "from": "b"})),
+    );
+    areq(
+        &a.addr,
+        "PUT",
+        "/shared/private",
+        Some(&json!({"type": "mine"})),
+    );
+    let arrived = |s: &Server, id: &str| {
+        (areq(&s.addr, "GET", &format!("/shared/{id}"), None).0 == 200).then_some(())
+    };
+    assert!(wait_for(30, || arrived(&b, "x")).is_some());
+    assert!(wait_for(30, || arrived(&a, "y")).is_some());
+    let (_, xa) = areq(&a.addr, "GET", "/shared/x", None);
+    let (_, xb) = areq(&b.addr, "GET", "/shared/x", None);
+    let mut ea = xa.clone();
+    ea["from"] = json!("a-edit");
+    let mut eb = xb.clone();
+    eb["from"] = json!("b-edit");
+    areq(&a.addr, "PUT", "/shared/x", Some(&ea));
+    areq(&b.addr, "PUT", "/shared/x", Some(&eb));
+    let converged = || {
+        let (ta, tb) = (trees_auth(&a, "shared"), trees_auth(&b, "shared"));
+        let ta: BTreeMap<_, _> = ta.into_iter().filter(|(k, _)| k != "private").collect();
+        (ta == tb && tb.get("x").is_some_and(|l| l.len() == 2)).then_some(())
+    };
+    assert!(
+        wait_for(30, converged).is_some(),
+        "both sides hold both branches of x"
+    );
+    let (_, wa) = areq(&a.addr, "GET", "/shared/x", None);
+    let (_, wb) = areq(&b.addr, "GET", "/shared/x", None);
+    assert_eq!(wa["_rev"], wb["_rev"], "same winner");
+    assert_eq!(
+        areq(&b.addr, "GET", "/shared/private", None).0,
+        404,
+        "outside the selector never crosses"
+    );
+    // Idle: no ping-pong.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (sa, sb) = (update_seq(&a, "shared"), update_seq(&b, "shared"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        (update_seq(&a, "shared"), update_seq(&b, "shared")),
+        (sa, sb),
+        "an idle pair writes nothing"
+    );
+}
+
+#[test]
+fn bad_input_ends_in_clear_errors_with_credentials_redacted() {
+    let a = start();
+    areq(&a.addr, "PUT", "/src", None);
+    // Unreachable peer.
+    let (s, v) = areq(
+        &a.addr,
+        "POST",
+        "/_replicate",
+        Some(
+            &json!({"source": "src", "target": "http://bob:hunter2@127.0.0.1:9/x", "retries_per_request": 0}),
+        ),
+    );
+    assert_eq!(s, 500, "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("http://bob:*****@127.0.0.1:9/x/") && !reason.contains("hunter2"),
+        "{reason}"
+    );
+    // Wrong password.
+    let bad = format!("http://adm:wrong@{}/src", a.addr);
+    let (s, v) = areq(
+        &a.addr,
+        "POST",
+        "/_replicate",
+        Some(&json!({"source": bad, "target": "t2", "create_target": true})),
+    );
+    assert_eq!(s, 401, "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("adm:*****@") && !v.to_string().contains("wrong"),
+        "{v}"
+    );
+    // Not CouchDB: an endpoint answering JSON without database information.
+    let not_couch = format!("http://{A}@{}/_up", a.addr);
+    let (s, v) = areq(
+        &a.addr,
+        "POST",
+        "/_replicate",
+        Some(&json!({"source": not_couch, "target": "t3", "create_target": true})),
+    );
+    assert!(s >= 400, "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("not a CouchDB"),
+        "{v}"
+    );
+    // A malformed selector, a JS filter, a missing database.
+    let (s, v) = areq(
+        &a.addr,
+        "POST",
+        "/_replicate",
+        Some(&json!({"source": "src", "target": "t4", "selector": {"a": {"$nope": 1}}})),
+    );
+    assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")), "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("selector"));
+    let (s, v) = areq(
+        &a.addr,
+        "POST",
+        "/_replicate",
+        Some(&json!({"source": "src", "target": "t4", "filter": "app/mine"})),
+    );
+    assert_eq!(s, 400);
+    assert!(v["reason"].as_str().unwrap().contains("JavaScript"));
+    let (s, v) = areq(
+        &a.addr,
+        "POST",
+        "/_replicate",
+        Some(&json!({"source": "missing", "target": "t5"})),
+    );
+    assert_eq!((s, v["error"].as_str()), (404, Some("db_not_found")), "{v}");
+    // The server is still fine.
+    assert_eq!(areq(&a.addr, "GET", "/_up", None).0, 200);
+}
