@@ -1,0 +1,411 @@
+//! The `_replicator` database and the scheduler over real HTTP: documents start, restart and
+//! stop jobs; invalid ones are refused with reasons; runtime failures show as states; jobs
+//! survive restarts and SIGKILL; 200 continuous jobs run at once.
+
+mod common;
+
+use common::{wait_for, Server};
+use serde_json::{json, Value};
+
+const A: &str = "adm:pw";
+
+fn start() -> Server {
+    Server::start(&["--admin", A])
+}
+
+fn basic() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(A)
+    )
+}
+
+fn areq(s: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let (st, _, b) = common::raw(
+        &s.addr,
+        method,
+        path,
+        &[("Authorization", &basic())],
+        body.map(|b| b.to_string().into_bytes()),
+    );
+    (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+fn put_docs(s: &Server, db: &str, docs: Vec<Value>) {
+    let (st, v) = areq(
+        s,
+        "POST",
+        &format!("/{db}/_bulk_docs"),
+        Some(&json!({"docs": docs})),
+    );
+    assert_eq!(st, 201, "{v}");
+}
+
+fn doc_status(s: &Server, id: &str) -> Value {
+    areq(
+        s,
+        "GET",
+        &format!("/_scheduler/docs/_replicator/{id}"),
+        None,
+    )
+    .1
+}
+
+fn wait_state(s: &Server, id: &str, state: &str) -> Value {
+    wait_for(60, || {
+        let v = doc_status(s, id);
+        (v["state"] == state).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("{id} never reached {state}: {}", doc_status(s, id)))
+}
+
+fn exists(s: &Server, db: &str, id: &str) -> bool {
+    areq(s, "GET", &format!("/{db}/{id}"), None).0 == 200
+}
+
+fn update_seq(s: &Server, db: &str) -> u64 {
+    areq(s, "GET", &format!("/{db}"), None).1["update_seq"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn one_shot_completes_and_records_its_state() {
+    let s = start();
+    areq(&s, "PUT", "/src", None);
+    put_docs(
+        &s,
+        "src",
+        (0..50)
+            .map(|i| json!({"_id": format!("d{i}"), "kind": if i < 10 {"shared"} else {"other"}}))
+            .collect(),
+    );
+    let (st, v) = areq(
+        &s,
+        "PUT",
+        "/_replicator/once",
+        Some(
+            &json!({"source": "src", "target": "dst", "create_target": true, "selector": {"kind": "shared"}}),
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
+    let status = wait_state(&s, "once", "completed");
+    assert_eq!(status["info"]["docs_written"], 10, "{status}");
+    let doc = wait_for(10, || {
+        let d = areq(&s, "GET", "/_replicator/once", None).1;
+        (d["_replication_state"] == "completed").then_some(d)
+    })
+    .expect("state written back");
+    assert_eq!(doc["_replication_stats"]["docs_written"], 10);
+    assert!(doc["_replication_state_time"].is_string());
+    assert_eq!(areq(&s, "GET", "/dst", None).1["doc_count"], 10);
+    // Completed documents are left alone: nothing runs again.
+    assert_eq!(areq(&s, "GET", "/_scheduler/jobs", None).1["total_rows"], 0);
+}
+
+#[test]
+fn continuous_follows_edit_restarts_delete_stops() {
+    let s = start();
+    areq(&s, "PUT", "/src", None);
+    let (st, v) = areq(
+        &s,
+        "PUT",
+        "/_replicator/live",
+        Some(
+            &json!({"source": "src", "target": "dst", "create_target": true, "continuous": true, "selector": {"kind": "a"}}),
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
+    wait_state(&s, "live", "running");
+    put_docs(
+        &s,
+        "src",
+        vec![
+            json!({"_id": "a1", "kind": "a"}),
+            json!({"_id": "b1", "kind": "b"}),
+        ],
+    );
+    assert!(wait_for(30, || exists(&s, "dst", "a1").then_some(())).is_some());
+    assert!(!exists(&s, "dst", "b1"));
+    let job1 = doc_status(&s, "live")["id"].clone();
+
+    // Edit: the selector now takes kind b too; the job restarts with a new id.
+    let (_, cur) = areq(&s, "GET", "/_replicator/live", None);
+    let mut edited = cur.clone();
+    edited["selector"] = json!({"kind": {"$in": ["a", "b"]}});
+    assert_eq!(areq(&s, "PUT", "/_replicator/live", Some(&edited)).0, 201);
+    assert!(
+        wait_for(30, || exists(&s, "dst", "b1").then_some(())).is_some(),
+        "the edited definition runs"
+    );
+    let job2 = doc_status(&s, "live")["id"].clone();
+    assert_ne!(job1, job2);
+    let (_, jobs) = areq(&s, "GET", "/_scheduler/jobs", None);
+    assert_eq!(jobs["total_rows"], 1, "the old job is gone: {jobs}");
+    assert_eq!(jobs["jobs"][0]["history"][0]["type"], "started");
+
+    // Delete: writes stop reaching the target.
+    let (_, cur) = areq(&s, "GET", "/_replicator/live", None);
+    let rev = cur["_rev"].as_str().unwrap();
+    assert_eq!(
+        areq(&s, "DELETE", &format!("/_replicator/live?rev={rev}"), None).0 / 100,
+        2
+    );
+    assert!(wait_for(10, || (areq(&s, "GET", "/_scheduler/jobs", None).1
+        ["total_rows"]
+        == 0)
+        .then_some(()))
+    .is_some());
+    put_docs(&s, "src", vec![json!({"_id": "a2", "kind": "a"})]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !exists(&s, "dst", "a2"),
+        "a deleted replication no longer writes"
+    );
+}
+
+#[test]
+fn invalid_documents_are_refused_with_reasons() {
+    let s = start();
+    let cases = [
+        (json!({"target": "b"}), "`source`"),
+        (json!({"source": "a"}), "`target`"),
+        (
+            json!({"source": "a", "target": "b", "selector": {"x": 1}, "doc_ids": ["x"]}),
+            "mutually exclusive",
+        ),
+        (
+            json!({"source": "a", "target": "b", "selector": {"x": {"$regex": "("}}}),
+            "`selector` is invalid",
+        ),
+        (
+            json!({"source": "http://exa mple.com/db", "target": "b"}),
+            "invalid url",
+        ),
+        (
+            json!({"source": "a", "target": "b", "filter": "ddoc/myfilter"}),
+            "JavaScript",
+        ),
+        (
+            json!({"source": "a", "target": "b", "continuous": "yes"}),
+            "`continuous` must be true or false",
+        ),
+        (
+            json!({"source": "a", "target": "b", "worker_processes": "many"}),
+            "`worker_processes`",
+        ),
+        (
+            json!({"source": "a", "target": "b", "doc_ids": "x"}),
+            "`doc_ids` must be an array",
+        ),
+    ];
+    for (i, (doc, reason)) in cases.iter().enumerate() {
+        let (st, v) = areq(&s, "PUT", &format!("/_replicator/bad{i}"), Some(doc));
+        assert_eq!(st, 403, "{doc}: {v}");
+        assert_eq!(v["error"], "forbidden");
+        assert!(v["reason"].as_str().unwrap().contains(reason), "{doc}: {v}");
+    }
+    // The same check by _bulk_docs and POST.
+    let (st, v) = areq(&s, "POST", "/_replicator", Some(&json!({"source": "a"})));
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = areq(
+        &s,
+        "POST",
+        "/_replicator/_bulk_docs",
+        Some(&json!({"docs": [{"_id": "x", "source": "a"}]})),
+    );
+    assert!(st == 403 || v.to_string().contains("forbidden"), "{v}");
+    // A new document carrying a _rev: CouchDB's conflict (the sharing seed's troubleshooting case).
+    let (st, v) = areq(
+        &s,
+        "PUT",
+        "/_replicator/withrev",
+        Some(&json!({"_rev": "1-abc", "source": "a", "target": "b"})),
+    );
+    assert_eq!((st, v["error"].as_str()), (409, Some("conflict")), "{v}");
+    // Nothing was stored.
+    assert_eq!(areq(&s, "GET", "/_replicator", None).1["doc_count"], 0);
+    // Credentials: non-admins cannot read _replicator at all.
+    assert_eq!(
+        common::req(&s.addr, "GET", "/_replicator/_all_docs", None).0,
+        401
+    );
+}
+
+#[test]
+fn runtime_failures_show_as_states_and_duplicates_fail() {
+    let s = start();
+    areq(&s, "PUT", "/src", None);
+    areq(
+        &s,
+        "PUT",
+        "/_replicator/nohost",
+        Some(
+            &json!({"source": "src", "target": "http://bob:secret@127.0.0.1:9/x", "continuous": true, "retries_per_request": 0}),
+        ),
+    );
+    areq(
+        &s,
+        "PUT",
+        "/_replicator/nodb",
+        Some(&json!({"source": "missing", "target": "dst", "continuous": true})),
+    );
+    let v = wait_state(&s, "nohost", "crashing");
+    let err = v["info"]["error"].as_str().unwrap();
+    assert!(
+        err.contains("127.0.0.1:9") && !err.contains("secret"),
+        "{v}"
+    );
+    assert!(v["error_count"].as_u64().unwrap() >= 1);
+    let v = wait_state(&s, "nodb", "crashing");
+    assert!(
+        v["info"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("db_not_found"),
+        "{v}"
+    );
+    let (_, jobs) = areq(&s, "GET", "/_scheduler/jobs", None);
+    assert!(!jobs.to_string().contains("secret"), "{jobs}");
+    let hist = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["doc_id"] == "nohost")
+        .unwrap()["history"]
+        .clone();
+    assert!(
+        hist.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "crashed" && e["reason"].is_string()),
+        "{hist}"
+    );
+
+    // The missing database appears: the crashing job heals on its next retry.
+    areq(&s, "PUT", "/missing", None);
+    put_docs(&s, "missing", vec![json!({"_id": "late"})]);
+    areq(&s, "PUT", "/dst", None);
+    assert!(wait_for(60, || exists(&s, "dst", "late").then_some(())).is_some());
+
+    // A duplicate of a running replication fails and names the first document.
+    areq(
+        &s,
+        "PUT",
+        "/_replicator/dup",
+        Some(&json!({"source": "missing", "target": "dst", "continuous": true})),
+    );
+    let v = wait_state(&s, "dup", "failed");
+    assert!(
+        v["info"]["error"].as_str().unwrap().contains("`nodb`"),
+        "{v}"
+    );
+    let d = areq(&s, "GET", "/_replicator/dup", None).1;
+    assert_eq!(d["_replication_state"], "failed");
+    assert!(d["_replication_state_reason"]
+        .as_str()
+        .unwrap()
+        .contains("already started"));
+}
+
+#[test]
+fn jobs_resume_after_restart_and_sigkill_without_resending() {
+    let s = start();
+    areq(&s, "PUT", "/src", None);
+    for c in 0..10 {
+        put_docs(
+            &s,
+            "src",
+            (0..1000)
+                .map(|i| json!({"_id": format!("k{:05}", c * 1000 + i), "pad": "x".repeat(300)}))
+                .collect(),
+        );
+    }
+    areq(
+        &s,
+        "PUT",
+        "/_replicator/big",
+        Some(
+            &json!({"source": "src", "target": "dst", "create_target": true, "continuous": true, "worker_batch_size": 100, "checkpoint_interval": 200}),
+        ),
+    );
+    // SIGKILL part-way.
+    assert!(
+        wait_for(60, || (areq(&s, "GET", "/dst", None).1["doc_count"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1000)
+            .then_some(()))
+        .is_some()
+    );
+    let mut s = s;
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    let s = Server::start_in(dir, &["--admin", A]);
+    assert!(
+        wait_for(120, || (areq(&s, "GET", "/dst", None).1["doc_count"]
+            == 10_000)
+            .then_some(()))
+        .is_some(),
+        "the job resumed after SIGKILL: {}",
+        doc_status(&s, "big")
+    );
+    assert_eq!(update_seq(&s, "dst"), 10_000, "nothing written twice");
+    // A graceful restart: the job resumes from its checkpoint and keeps following.
+    let mut s = s;
+    unsafe_terminate(&mut s);
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    let s = Server::start_in(dir, &["--admin", A]);
+    put_docs(&s, "src", vec![json!({"_id": "after-restart"})]);
+    assert!(wait_for(60, || exists(&s, "dst", "after-restart").then_some(())).is_some());
+    assert_eq!(update_seq(&s, "dst"), 10_001);
+    let v = wait_state(&s, "big", "running");
+    assert_eq!(
+        v["info"]["docs_written"], 1,
+        "only the new doc was written after the restart: {v}"
+    );
+}
+
+/// SIGTERM and wait: settee's graceful shutdown (jobs checkpoint, sled flushes).
+fn unsafe_terminate(s: &mut Server) {
+    let _ = Command::new("kill").arg(s.child.id().to_string()).status();
+    let _ = s.child.wait();
+}
+
+use std::process::Command;
+
+#[test]
+fn two_hundred_continuous_replications_at_once() {
+    let s = start();
+    let n = 200;
+    for i in 0..n {
+        areq(&s, "PUT", &format!("/src{i}"), None);
+    }
+    let docs: Vec<Value> = (0..n)
+        .map(|i| json!({"_id": format!("r{i}"), "source": format!("src{i}"), "target": format!("dst{i}"), "create_target": true, "continuous": true}))
+        .collect();
+    put_docs(&s, "_replicator", docs);
+    assert!(
+        wait_for(120, || {
+            let (_, v) = areq(&s, "GET", "/_scheduler/docs?states=running", None);
+            (v["total_rows"] == n).then_some(())
+        })
+        .is_some(),
+        "all jobs running"
+    );
+    for i in 0..n {
+        areq(&s, "PUT", &format!("/src{i}/doc"), Some(&json!({"i": i})));
+    }
+    for i in 0..n {
+        assert!(
+            wait_for(60, || exists(&s, &format!("dst{i}"), "doc").then_some(())).is_some(),
+            "dst{i}"
+        );
+    }
+    let (_, tasks) = areq(&s, "GET", "/_active_tasks", None);
+    assert_eq!(tasks.as_array().unwrap().len(), n);
+}
