@@ -101,6 +101,7 @@ pub fn replicate(a: ReplicateArgs) -> Res {
                 }
             })
         };
+        let started = std::time::Instant::now();
         let run = replicator::run(&spec, &env, state.clone(), cancel_rx);
         tokio::pin!(run);
         let result = tokio::select! {
@@ -120,7 +121,7 @@ pub fn replicate(a: ReplicateArgs) -> Res {
         let out = result?;
         let c = out.counts;
         println!(
-            "{} {} -> {}: docs_read {} docs_written {} doc_write_failures {} revisions_checked {} missing_revisions_found {} source_last_seq {}",
+            "{} {} -> {}: docs_read {} docs_written {} doc_write_failures {} revisions_checked {} missing_revisions_found {} source_last_seq {} seconds {:.3}",
             if out.cancelled { "stopped" } else { "completed" },
             spec.source,
             spec.target,
@@ -130,6 +131,7 @@ pub fn replicate(a: ReplicateArgs) -> Res {
             c.revisions_checked,
             c.missing_revisions_found,
             out.report.get("source_last_seq").cloned().unwrap_or(Value::Null),
+            started.elapsed().as_secs_f64(),
         );
         Ok(())
     })
@@ -366,4 +368,55 @@ fn print_row(name: &str, v: &Value) {
         line.push_str(&format!("\n{:<24} error: {e}", ""));
     }
     println!("{line}");
+}
+
+fn print_or_fail(status: u16, v: &Value) -> Res {
+    if (200..300).contains(&status) {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    } else {
+        Err(format!(
+            "{} ({status}): {}",
+            v["error"].as_str().unwrap_or("error"),
+            v["reason"].as_str().unwrap_or("")
+        )
+        .into())
+    }
+}
+
+/// `settee share create`: one `POST /_sharing`.
+pub fn share_create(
+    server: &str,
+    id: &str,
+    local: &str,
+    remote: &str,
+    selector: &str,
+    mode: &str,
+) -> Res {
+    let selector: Value =
+        serde_json::from_str(selector).map_err(|e| format!("--selector is not valid JSON: {e}"))?;
+    let body =
+        json!({"id": id, "local": local, "remote": remote, "selector": selector, "mode": mode});
+    let (s, v) = call(reqwest::Method::POST, server, "/_sharing", Some(&body))?;
+    print_or_fail(s, &v)
+}
+
+/// `settee share list` / `settee share show ID`.
+pub fn share_show(server: &str, id: Option<&str>) -> Res {
+    let path = match id {
+        Some(id) => format!("/_sharing/{id}"),
+        None => "/_sharing".to_owned(),
+    };
+    let (s, v) = call(reqwest::Method::GET, server, &path, None)?;
+    print_or_fail(s, &v)
+}
+
+/// `settee share stop ID [--purge [all]] [--dry-run]`.
+pub fn share_stop(server: &str, id: &str, purge: Option<&str>, dry_run: bool) -> Res {
+    let mut path = format!("/_sharing/{id}?dry_run={dry_run}");
+    if let Some(p) = purge {
+        path.push_str(&format!("&purge={p}"));
+    }
+    let (s, v) = call(reqwest::Method::DELETE, server, &path, None)?;
+    print_or_fail(s, &v)
 }

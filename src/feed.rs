@@ -43,7 +43,12 @@ impl FeedFilter {
         if let Some(sel) = &self.selector {
             let mut kept = Vec::with_capacity(leaves.len());
             for i in leaves {
-                let doc = db.doc_json(&c.id, &c.record, i, &ReadOpts::default())?;
+                let doc = match db.doc_json(&c.id, &c.record, i, &ReadOpts::default()) {
+                    Ok(d) => d,
+                    // Updated since this change was read: it reappears at its new sequence.
+                    Err(StoreError::Raced(_)) => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                };
                 if sel.matches(&doc) {
                     kept.push(i);
                 }

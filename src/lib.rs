@@ -12,4 +12,5 @@ pub mod logging;
 pub mod mango;
 pub mod replicator;
 pub mod scheduler;
+pub mod sharing;
 pub mod store;

@@ -71,6 +71,19 @@ enum Command {
         #[command(subcommand)]
         action: DocAction,
     },
+    /// Shares: selective one-way or two-way replication with a peer, as one object.
+    Share {
+        #[command(subcommand)]
+        action: ShareAction,
+        /// Server URL, with credentials if needed: http://admin:pass@127.0.0.1:5984
+        #[arg(
+            long,
+            global = true,
+            env = "SETTEE_SERVER",
+            default_value = "http://127.0.0.1:5984"
+        )]
+        server: String,
+    },
     /// Open the store and print the databases it holds.
     Inspect {
         /// Data directory.
@@ -96,6 +109,39 @@ enum DocAction {
         file: PathBuf,
         #[arg(long, env = "SETTEE_SERVER", default_value = "http://127.0.0.1:5984")]
         server: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShareAction {
+    /// Share part of a local database with a peer database.
+    Create {
+        id: String,
+        /// The local database.
+        #[arg(long)]
+        local: String,
+        /// The peer database's URL (credentials in it are stored for the replications).
+        #[arg(long)]
+        remote: String,
+        /// What to share: a Mango selector (JSON). Required.
+        #[arg(long)]
+        selector: String,
+        /// read-only (push only) or read-write (both ways).
+        #[arg(long, default_value = "read-only")]
+        mode: String,
+    },
+    /// Every share with the state of each direction.
+    List,
+    /// One share.
+    Show { id: String },
+    /// Stop a share; --purge removes what arrived only through it (--purge all: everything
+    /// it matched), by _purge so nothing is deleted on the peer.
+    Stop {
+        id: String,
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        purge: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -142,6 +188,20 @@ fn main() -> ExitCode {
         Command::Doc {
             action: DocAction::Apply { file, server },
         } => settee::cli::doc_apply(&file, &server),
+        Command::Share { action, server } => match action {
+            ShareAction::Create {
+                id,
+                local,
+                remote,
+                selector,
+                mode,
+            } => settee::cli::share_create(&server, &id, &local, &remote, &selector, &mode),
+            ShareAction::List => settee::cli::share_show(&server, None),
+            ShareAction::Show { id } => settee::cli::share_show(&server, Some(&id)),
+            ShareAction::Stop { id, purge, dry_run } => {
+                settee::cli::share_stop(&server, &id, purge.as_deref(), dry_run)
+            }
+        },
         Command::Inspect { data } => inspect(data),
         Command::CrashWriter { data, batch } => settee::debug::crash_writer(&data, batch),
     };

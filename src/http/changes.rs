@@ -137,7 +137,12 @@ impl Feed {
         let scan = self.filter.scan(db, since, limit, self.descending)?;
         let mut rows = Vec::with_capacity(scan.hits.len());
         for (c, revs) in &scan.hits {
-            let mut row = self.row(db, c, revs)?;
+            let mut row = match self.row(db, c, revs) {
+                Ok(r) => r,
+                // Updated since the scan read it: it reappears at its new sequence.
+                Err(ApiError { error: "raced", .. }) => continue,
+                Err(e) => return Err(e),
+            };
             if self
                 .seq_interval
                 .is_some_and(|n| !(rows.len() as u64 + 1).is_multiple_of(n))

@@ -12,6 +12,7 @@ pub mod find_api;
 pub mod replication_api;
 pub mod request;
 pub mod router;
+pub mod sharing_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     pub auth: auth::AuthCache,
     pub scheduler: Arc<Scheduler>,
+    pub sharing: crate::sharing::Sharing,
 }
 
 /// Accepts connections until `shutdown` flips, then lets in-flight requests finish.
@@ -54,11 +56,12 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let ctx = Arc::new(Ctx {
-        store,
         cfg,
         shutdown: shutdown.clone(),
         auth: auth::AuthCache::default(),
+        sharing: crate::sharing::Sharing::new(store.clone(), scheduler.clone()),
         scheduler,
+        store,
     });
     let mut conns = JoinSet::new();
     loop {

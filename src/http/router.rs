@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::request::{error_resp, json_resp, parse_query, percent_decode, Req, Resp};
-use super::{auth, changes, db_api, doc_api, find_api, replication_api, Ctx};
+use super::{auth, changes, db_api, doc_api, find_api, replication_api, sharing_api, Ctx};
 
 pub async fn handle(
     ctx: Arc<Ctx>,
@@ -89,6 +89,7 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
         }
         ["_replicate"] => replication_api::replicate(ctx, &req).await,
         ["_scheduler", rest @ ..] => replication_api::scheduler(ctx, rest, &req),
+        ["_sharing", rest @ ..] => sharing_api::handle(ctx, rest, &req).await,
         ["_active_tasks"] => Ok(replication_api::active_tasks(ctx)),
         ["_all_dbs"] => {
             let dbs = ctx.store.all_dbs()?;

@@ -234,6 +234,16 @@ impl HttpPeer {
         })
     }
 
+    /// `GET /` of the server (the database URL's parent): its `uuid`.
+    pub async fn server_uuid(&self) -> Option<String> {
+        let root = self.base.join("../").ok()?;
+        let r = self
+            .send(Method::GET, root, None, Duration::ZERO)
+            .await
+            .ok()?;
+        r.json()?.get("uuid")?.as_str().map(str::to_owned)
+    }
+
     pub async fn info(&self) -> Result<DbMeta, ReplError> {
         let r = self
             .send(Method::GET, self.base.clone(), None, Duration::ZERO)

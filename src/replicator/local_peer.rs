@@ -52,6 +52,10 @@ impl LocalPeer {
         })
     }
 
+    pub fn server_uuid(&self) -> String {
+        self.store.uuid().to_owned()
+    }
+
     pub fn info(&self) -> Result<DbMeta, ReplError> {
         let db = self.db()?;
         Ok(DbMeta {
@@ -68,7 +72,7 @@ impl LocalPeer {
     }
 
     pub fn get_local(&self, id: &str) -> Result<Option<Value>, ReplError> {
-        Ok(self.db()?.get_local(id)?)
+        Ok(self.db()?.get_local(&format!("_local/{id}"))?)
     }
 
     pub async fn put_local(&self, id: &str, mut body: Value) -> Result<(), ReplError> {
@@ -214,7 +218,12 @@ fn scan(
         let tree = &c.record.tree;
         let winner = tree.winner().unwrap_or(0);
         let doc = if include_docs {
-            Some(db.doc_json(&c.id, &c.record, winner, &ReadOpts::default())?)
+            match db.doc_json(&c.id, &c.record, winner, &ReadOpts::default()) {
+                Ok(d) => Some(d),
+                // Updated since the scan read it: it reappears at its new sequence.
+                Err(StoreError::Raced(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
         } else {
             None
         };

@@ -107,6 +107,14 @@ impl Peer {
         }
     }
 
+    /// The server's uuid (`GET /` of the server holding the database), if it has one.
+    pub async fn server_uuid(&self) -> Option<String> {
+        match self {
+            Peer::Local(p) => Some(p.server_uuid()),
+            Peer::Http(p) => p.server_uuid().await,
+        }
+    }
+
     pub async fn info(&self) -> Result<DbMeta, ReplError> {
         match self {
             Peer::Local(p) => p.info(),

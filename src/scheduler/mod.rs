@@ -135,6 +135,8 @@ pub struct Scheduler {
     /// Numbers every job start, so an ending from an earlier run is never taken for the
     /// current one (even after a job with the same id was removed and re-added).
     starts: std::sync::atomic::AtomicU64,
+    /// Generations of removed jobs whose tasks have not ended yet.
+    stopping: Mutex<std::collections::HashSet<u64>>,
 }
 
 fn backoff(cfg: &SchedulerConfig, crashes: u32) -> Duration {
@@ -184,6 +186,7 @@ impl Scheduler {
             kick,
             kick_rx: Mutex::new(Some(kick_rx)),
             starts: Default::default(),
+            stopping: Default::default(),
         })
     }
 
@@ -236,6 +239,27 @@ impl Scheduler {
         Ok((id, rx))
     }
 
+    /// Waits (up to `limit`) until the jobs of these documents have been picked up as deleted
+    /// and every removed job's task has ended, so nothing they were writing lands afterwards.
+    pub async fn wait_stopped(&self, doc_ids: &[String], limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            let busy = self.with_state(|st| {
+                st.jobs
+                    .values()
+                    .any(|j| j.doc_id().is_some_and(|d| doc_ids.iter().any(|x| x == d)))
+            }) || self.stopping.lock().map(|s| !s.is_empty()).unwrap_or(false);
+            if !busy {
+                return true;
+            }
+            if Instant::now() > end {
+                return false;
+            }
+            self.wake();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Cancels a `POST /_replicate` job by id (with or without its `+…` suffixes).
     pub fn cancel_transient(&self, id: &str) -> Option<String> {
         let mut st = self.lock();
@@ -248,7 +272,7 @@ impl Scheduler {
             })
             .map(|(k, _)| k.clone())?;
         if let Some(j) = st.jobs.remove(&key) {
-            stop(j);
+            stop(j, &self.stopping);
         }
         Some(key)
     }
@@ -348,7 +372,7 @@ impl Scheduler {
         if let Some(entry) = st.docs.remove(doc_id) {
             if let DocState::Scheduled(job_id) = entry.state {
                 if let Some(j) = st.jobs.remove(&job_id) {
-                    stop(j);
+                    stop(j, &self.stopping);
                 }
             }
         }
@@ -514,6 +538,9 @@ impl Scheduler {
     }
 
     fn job_ended(&self, e: Ended) {
+        if let Ok(mut s) = self.stopping.lock() {
+            s.remove(&e.generation);
+        }
         let mut st = self.lock();
         let Some(j) = st.jobs.get_mut(&e.id) else {
             return;
@@ -619,10 +646,13 @@ impl Scheduler {
 }
 
 /// Stops a job that is being removed: a running one is cancelled (it checkpoints and ends on
-/// its own); a waiting one-shot caller is told.
-fn stop(j: Job) {
+/// its own, and is remembered until it has); a waiting one-shot caller is told.
+fn stop(j: Job, stopping: &Mutex<std::collections::HashSet<u64>>) {
     if let Phase::Running { cancel, .. } = &j.phase {
         let _ = cancel.send(true);
+        if let Ok(mut s) = stopping.lock() {
+            s.insert(j.generation);
+        }
     }
     if let Origin::Transient(Some(tx)) = j.origin {
         let _ = tx.send(Err(ReplError::Internal("cancelled".into())));

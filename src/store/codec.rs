@@ -10,6 +10,7 @@
 //! | `l` id                                | `_local` document JSON                       |
 //! | `m` name                              | database metadata (counters, limits, security)|
 //! | `p` purge_seq (u64 BE)                | purge info JSON `{"id","revs"}`              |
+//! | `e` id                                | empty: the doc had an interactive edit here  |
 
 use super::error::{Result, StoreError};
 use super::rev::Rev;
@@ -22,6 +23,11 @@ pub const ATT: u8 = b'a';
 pub const LOCAL: u8 = b'l';
 pub const META: u8 = b'm';
 pub const PURGE: u8 = b'p';
+pub const EDITED: u8 = b'e';
+
+pub fn edited_key(id: &str) -> Vec<u8> {
+    prefixed(EDITED, id.as_bytes())
+}
 
 pub fn doc_key(id: &str) -> Vec<u8> {
     prefixed(DOC, id.as_bytes())

@@ -238,7 +238,11 @@ impl Database {
                     let result = if upd.is_local() {
                         w.write_local(upd, new_edits)?
                     } else if new_edits {
-                        w.edit(upd)?
+                        let r = w.edit(upd)?;
+                        if r.is_ok() {
+                            w.edited.insert(id.clone());
+                        }
+                        r
                     } else {
                         w.replicate(upd)?
                     };
@@ -288,10 +292,16 @@ impl Database {
     }
 
     fn body(&self, id: &str, rev: &Rev) -> Result<Map<String, Value>> {
-        let bytes = self
-            .tree
-            .get(codec::body_key(id, rev))?
-            .ok_or_else(|| StoreError::Corrupt(format!("missing body of {id} {rev}")))?;
+        let bytes = self.tree.get(codec::body_key(id, rev))?.map_or_else(
+            || match self.record(id) {
+                Ok(Some(r)) if r.tree.find(rev).is_some_and(|i| r.tree.is_leaf(i)) => {
+                    Err(StoreError::Corrupt(format!("missing body of {id} {rev}")))
+                }
+                Ok(_) => Err(StoreError::Raced(id.to_owned())),
+                Err(e) => Err(e),
+            },
+            Ok,
+        )?;
         match serde_json::from_slice(&bytes) {
             Ok(Value::Object(m)) => Ok(m),
             _ => Err(StoreError::Corrupt(format!("body of {id} {rev}"))),
@@ -300,6 +310,10 @@ impl Database {
 
     /// `GET /db/doc[?rev=]`: the winner (404 `deleted` if it is a tombstone) or a given leaf.
     pub fn get(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Value> {
+        retry_raced(|| self.get_once(id, rev, opts))
+    }
+
+    fn get_once(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Value> {
         let rec = self.record(id)?.ok_or(StoreError::NotFound("missing"))?;
         let idx = match rev {
             None => {
@@ -320,6 +334,16 @@ impl Database {
     /// `open_revs`: all leaves (`None`) or the given revisions; with `latest`, a non-leaf
     /// revision resolves to its descendant leaves. `Err(rev)` marks a missing revision.
     pub fn open_revs(
+        &self,
+        id: &str,
+        revs: Option<&[Rev]>,
+        latest: bool,
+        opts: &ReadOpts,
+    ) -> Result<Vec<std::result::Result<Value, String>>> {
+        retry_raced(|| self.open_revs_once(id, revs, latest, opts))
+    }
+
+    fn open_revs_once(
         &self,
         id: &str,
         revs: Option<&[Rev]>,
@@ -564,6 +588,13 @@ impl Database {
         })
     }
 
+    /// Whether any revision of this document was written here by an interactive edit (rather
+    /// than only arriving by replication): what "received only" means when a share is
+    /// stopped with purge.
+    pub fn edited_locally(&self, id: &str) -> Result<bool> {
+        Ok(self.tree.contains_key(codec::edited_key(id))?)
+    }
+
     /// How many documents changed after `since` (CouchDB's `pending`): the by-seq index holds
     /// one entry per document, so this counts keys without reading records.
     pub fn pending(&self, since: u64) -> u64 {
@@ -742,6 +773,17 @@ fn encode_meta(m: &Meta) -> Vec<u8> {
 }
 
 /// A random 32-hex id, as CouchDB's `_uuids` gives.
+/// Reads again while a concurrent write keeps replacing what is being read.
+fn retry_raced<T>(f: impl Fn() -> Result<T>) -> Result<T> {
+    for _ in 0..8 {
+        match f() {
+            Err(StoreError::Raced(_)) => continue,
+            r => return r,
+        }
+    }
+    f()
+}
+
 pub fn new_uuid() -> String {
     let bytes: [u8; 16] = rand::random();
     super::rev::hex(&bytes)
@@ -769,6 +811,8 @@ struct Writer<'a> {
     atts: HashMap<String, Vec<u8>>,
     locals: HashMap<String, Option<Value>>,
     purge_infos: Vec<Value>,
+    /// Documents given a revision by an interactive edit in this batch.
+    edited: HashSet<String>,
     changed: bool,
 }
 
@@ -791,6 +835,7 @@ impl<'a> Writer<'a> {
             atts: HashMap::new(),
             locals: HashMap::new(),
             purge_infos: Vec::new(),
+            edited: HashSet::new(),
             changed: false,
         }
     }
@@ -1124,6 +1169,7 @@ impl<'a> Writer<'a> {
                 }
                 None => {
                     batch.remove(codec::doc_key(&id));
+                    batch.remove(codec::edited_key(&id));
                     if was {
                         dec(&mut self.meta, was_deleted);
                     }
@@ -1131,6 +1177,9 @@ impl<'a> Writer<'a> {
                 }
             }
             st.original = st.current.clone();
+        }
+        for id in self.edited.drain() {
+            batch.insert(codec::edited_key(&id), &[][..]);
         }
         // A purge that removed whole documents still moves the update sequence.
         self.meta.update_seq += purged_whole;

@@ -18,8 +18,6 @@
 // Output: {"ingest_docs_per_s":..,"changes_docs_per_s":..,"latency_ms":{"p50":..,"p99":..,
 //          "mean":..,"max":..},"docs":..,"batch":..,"doc_bytes":..,"latency_writes":..}
 
-const http = require('http');
-const https = require('https');
 const C = require('./lib/common');
 const { assert } = C;
 
@@ -48,38 +46,6 @@ function makeDoc(i) {
   return d;
 }
 
-// Streaming continuous-feed reader built on node:http (bounded by the caller).
-function openContinuous(dbUrl, onLine) {
-  const info = C.splitDbUrl(dbUrl);
-  const u = new URL(info.url + '/_changes?feed=continuous&since=now&heartbeat=1000');
-  const mod = u.protocol === 'https:' ? https : http;
-  const headers = { Accept: 'application/json' };
-  if (info.auth) headers.Authorization = info.auth;
-  return new Promise((resolve, reject) => {
-    const req = mod.get(u, { headers, agent: false }, (res) => {
-      if (res.statusCode !== 200) { reject(new C.AssertionError('continuous _changes -> HTTP ' + res.statusCode)); res.resume(); return; }
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => {
-        const now = process.hrtime.bigint();
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (!line) continue; // heartbeat
-          let obj;
-          try { obj = JSON.parse(line); } catch (e) { continue; }
-          onLine(obj, now);
-        }
-      });
-      res.on('error', () => {});
-      resolve({ close: () => { req.destroy(); } });
-    });
-    req.on('error', (e) => reject(e));
-  });
-}
-
 async function main() {
   const db = C.dbClient(args.url, { timeoutMs: TIMEOUT * 1000 });
   await db.recreate();
@@ -105,7 +71,7 @@ async function main() {
 
   // --- continuous feed latency
   const waiters = new Map();
-  const feed = await openContinuous(args.url, (obj, now) => {
+  const feed = await C.openContinuous(args.url, (obj, now) => {
     const w = obj && obj.id && waiters.get(obj.id);
     if (w) { waiters.delete(obj.id); w(now); }
   });

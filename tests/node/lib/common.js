@@ -4,6 +4,8 @@
 // PouchDB client factory (pouchdb-core 9 + http + memory + replication).
 
 const crypto = require('crypto');
+const http = require('http');
+const https = require('https');
 
 function fail(msg) {
   process.stderr.write('FAIL: ' + msg + '\n');
@@ -237,7 +239,40 @@ function md5Digest(buf) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Streaming continuous-feed reader built on node:http (bounded by the caller).
+function openContinuous(dbUrl, onLine) {
+  const info = splitDbUrl(dbUrl);
+  const u = new URL(info.url + '/_changes?feed=continuous&since=now&heartbeat=1000');
+  const mod = u.protocol === 'https:' ? https : http;
+  const headers = { Accept: 'application/json' };
+  if (info.auth) headers.Authorization = info.auth;
+  return new Promise((resolve, reject) => {
+    const req = mod.get(u, { headers, agent: false }, (res) => {
+      if (res.statusCode !== 200) { reject(new AssertionError('continuous _changes -> HTTP ' + res.statusCode)); res.resume(); return; }
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        const now = process.hrtime.bigint();
+        buf += chunk;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line) continue; // heartbeat
+          let obj;
+          try { obj = JSON.parse(line); } catch (e) { continue; }
+          onLine(obj, now);
+        }
+      });
+      res.on('error', () => {});
+      resolve({ close: () => { req.destroy(); } });
+    });
+    req.on('error', (e) => reject(e));
+  });
+}
+
 module.exports = {
+  openContinuous,
   fail, assert, AssertionError, parseArgs, runMain, printResult, splitDbUrl, dbClient,
   PouchDB, remoteDb, replicate, repStats, round, percentile, pool, canonical, md5Digest, sleep,
 };
