@@ -32,6 +32,8 @@ bench: node-deps ## prints one table; keep its output in BENCHMARKS.md
 	bash benches/http.sh
 	bash benches/server.sh
 	bash benches/selector.sh
+	bash benches/replicate.sh
+	bash benches/jobs.sh
 
 clean-data:
 	rm -rf $(DATA)

@@ -33,6 +33,15 @@ enum Command {
         /// Largest request body accepted, in bytes (413 beyond).
         #[arg(long, env = "SETTEE_MAX_BODY", default_value_t = 64 * 1024 * 1024)]
         max_body: usize,
+        /// Most replication jobs running at once; the rest wait as `pending` and rotate.
+        #[arg(long, env = "SETTEE_MAX_JOBS", default_value_t = 500)]
+        max_jobs: usize,
+        /// Seconds between scheduler rotations of pending continuous jobs.
+        #[arg(long, env = "SETTEE_SCHEDULER_INTERVAL", default_value_t = 60)]
+        scheduler_interval: u64,
+        /// Most jobs started or stopped per rotation.
+        #[arg(long, env = "SETTEE_MAX_CHURN", default_value_t = 20)]
+        max_churn: usize,
     },
     /// Replicate SOURCE to TARGET in the foreground (URLs, or local database names with --data).
     Replicate {
@@ -155,7 +164,21 @@ fn main() -> ExitCode {
             bind,
             admin,
             max_body,
-        } => serve(data, bind, admin, max_body),
+            max_jobs,
+            scheduler_interval,
+            max_churn,
+        } => serve(
+            data,
+            bind,
+            admin,
+            max_body,
+            settee::scheduler::SchedulerConfig {
+                max_jobs: max_jobs.max(1),
+                interval: std::time::Duration::from_secs(scheduler_interval.max(1)),
+                max_churn,
+                ..Default::default()
+            },
+        ),
         Command::Replicate {
             source,
             target,
@@ -232,6 +255,7 @@ fn serve(
     bind: std::net::SocketAddr,
     admin: Option<String>,
     max_body: usize,
+    sched: settee::scheduler::SchedulerConfig,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let admin = match admin {
         Some(a) => match a.split_once(':') {
@@ -281,7 +305,7 @@ fn serve(
             admin,
             max_body_bytes: max_body,
         };
-        let scheduler = settee::scheduler::Scheduler::new(store.clone(), Default::default());
+        let scheduler = settee::scheduler::Scheduler::new(store.clone(), sched);
         let jobs = scheduler.start(rx.clone());
         let server = tokio::spawn(settee::http::serve(
             listener,

@@ -94,7 +94,8 @@ function splitDbUrl(u) {
 // Minimal HTTP client bound to one database URL.
 function dbClient(dbUrl, opts) {
   opts = opts || {};
-  const info = splitDbUrl(dbUrl);
+  // opts.root: the URL is a server, not a database (paths are then "/db/...").
+  const info = opts.root ? { url: dbUrl.replace(/\/+$/, ''), auth: null } : splitDbUrl(dbUrl);
   const timeoutMs = opts.timeoutMs || 60000;
   async function req(method, path, body, extraHeaders) {
     const headers = Object.assign({ Accept: 'application/json' }, extraHeaders || {});
