@@ -147,8 +147,11 @@ enum ShareAction {
     /// it matched), by _purge so nothing is deleted on the peer.
     Stop {
         id: String,
+        /// Purge the documents that exist here only because of the share; `--purge all`
+        /// purges every document the selector matches, edited here or not.
         #[arg(long, num_args = 0..=1, default_missing_value = "true")]
         purge: Option<String>,
+        /// List what would be purged and kept; change nothing.
         #[arg(long)]
         dry_run: bool,
     },

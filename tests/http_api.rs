@@ -621,3 +621,58 @@ fn dbs_info_seq_interval_and_multipart_open_revs() {
         (Some("a"), Some("a"))
     );
 }
+
+/// CouchDB's replicator pushes a document with attachments as `multipart/related` with
+/// `new_edits=false`, text attachments gzip-encoded as CouchDB stores them.
+#[test]
+fn multipart_related_upload_as_couchdb_replicator_sends_it() {
+    use base64::Engine;
+    use md5::Digest;
+    use std::io::Write as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let s = Server::start(&[]);
+    s.req("PUT", "/mp", None);
+    let text = b"field report, many words, many words, many words".to_vec();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&text).unwrap();
+    let gz = gz.finish().unwrap();
+    let bin: Vec<u8> = (0u8..=255).chain(b"\r\n--xy\r\n".iter().copied()).collect();
+    let doc = json!({
+        "_id": "rep", "_rev": "2-bbb", "_revisions": {"start": 2, "ids": ["bbb", "aaa"]},
+        "kind": "report",
+        "_attachments": {
+            "report.txt": {"content_type": "text/plain", "revpos": 2, "follows": true,
+                           "length": text.len(), "encoding": "gzip", "encoded_length": gz.len()},
+            "photo.bin": {"content_type": "image/x-test", "revpos": 1, "follows": true, "length": bin.len()}
+        }
+    });
+    let mut body = b"--xyz\r\nContent-Type: application/json\r\n\r\n".to_vec();
+    body.extend_from_slice(doc.to_string().as_bytes());
+    body.extend_from_slice(b"\r\n--xyz\r\nContent-Disposition: attachment; filename=\"report.txt\"\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\n\r\n");
+    body.extend_from_slice(&gz);
+    body.extend_from_slice(
+        b"\r\n--xyz\r\nContent-Disposition: attachment; filename=\"photo.bin\"\r\n\r\n",
+    );
+    body.extend_from_slice(&bin);
+    body.extend_from_slice(b"\r\n--xyz--");
+    let ct = [("Content-Type", "multipart/related; boundary=\"xyz\"")];
+    let (st, _, out) = s.raw("PUT", "/mp/rep?new_edits=false", &ct, Some(body.clone()));
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&out));
+    let (st, got) = s.req("GET", "/mp/rep?attachments=true&revs=true", None);
+    assert_eq!(st, 200);
+    assert_eq!(got["_rev"], "2-bbb");
+    assert_eq!(got["_revisions"]["ids"], json!(["bbb", "aaa"]));
+    let atts = &got["_attachments"];
+    assert_eq!(atts["report.txt"]["data"], b64(&text));
+    assert_eq!(atts["photo.bin"]["data"], b64(&bin));
+    assert_eq!(atts["photo.bin"]["revpos"], 1);
+    let digest = format!("md5-{}", b64(&md5::Md5::digest(&text)));
+    assert_eq!(atts["report.txt"]["digest"], digest);
+    // A body whose parts do not match its `follows` attachments writes nothing.
+    let truncated = body[..body.len() - bin.len() - 40].to_vec();
+    let (st, _, out) = s.raw("PUT", "/mp/bad?new_edits=false", &ct, Some(truncated));
+    assert_eq!(st, 400, "{}", String::from_utf8_lossy(&out));
+    let e: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(e["error"], "bad_request");
+    assert_eq!(s.req("GET", "/mp/bad", None).0, 404);
+}

@@ -104,7 +104,15 @@ pub async fn doc(ctx: &Arc<Ctx>, db: &str, id: &str, req: &Req) -> Result<Resp, 
             Ok(resp)
         }
         Method::PUT => {
-            let mut body = req.json_object()?;
+            let boundary = req
+                .headers
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(super::multipart::related_boundary);
+            let mut body = match boundary {
+                Some(b) => super::multipart::related_to_json(&req.body, &b)?,
+                None => req.json_object()?,
+            };
             if let Some(r) = rev_param(req)? {
                 body.entry("_rev").or_insert(json!(r.to_string()));
             }

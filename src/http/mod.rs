@@ -9,6 +9,7 @@ pub mod db_api;
 pub mod doc_api;
 pub mod error;
 pub mod find_api;
+pub mod multipart;
 pub mod replication_api;
 pub mod request;
 pub mod router;
