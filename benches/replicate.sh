@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DOCS=${DOCS:-100000}
-BIG_DOCS=${BIG_DOCS:-300000}
+BIG_DOCS=${BIG_DOCS:-1000000}
 target=${CARGO_TARGET_DIR:-target}
 bin="$target/release/settee"
 data=$(mktemp -d)

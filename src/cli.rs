@@ -215,7 +215,52 @@ pub fn selector_warnings(sel: &Value) -> Vec<String> {
             }
         }
     }
+    negations_on_missing(sel, &mut out);
     out
+}
+
+/// `$ne` and `$nin` only match documents that have the field (CouchDB's semantics, unlike
+/// PouchDB's), which surprises people filtering out a flag most documents lack. An `$or` that
+/// also has `{field: {"$exists": false}}` already covers them.
+fn negations_on_missing(sel: &Value, out: &mut Vec<String>) {
+    walk_negations(sel, &[], out)
+}
+
+fn walk_negations(sel: &Value, covered: &[&str], out: &mut Vec<String>) {
+    match sel {
+        Value::Array(list) => list.iter().for_each(|v| walk_negations(v, covered, out)),
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == "$or" {
+                    let mut more = covered.to_vec();
+                    for alt in v.as_array().into_iter().flatten() {
+                        for (f, c) in alt.as_object().into_iter().flatten() {
+                            if c.get("$exists") == Some(&Value::Bool(false)) {
+                                more.push(f);
+                            }
+                        }
+                    }
+                    walk_negations(v, &more, out);
+                    continue;
+                }
+                if k.starts_with('$') {
+                    walk_negations(v, covered, out);
+                    continue;
+                }
+                if covered.contains(&k.as_str()) {
+                    continue;
+                }
+                for op in ["$ne", "$nin"] {
+                    if let Some(arg) = v.as_object().and_then(|o| o.get(op)) {
+                        out.push(format!(
+                            "`{k}: {{{op}: {arg}}}` does not match documents without `{k}` (nor does `$not`); to include them write `{{\"$or\": [{{\"{k}\": {{\"$exists\": false}}}}, {{\"{k}\": {{\"{op}\": {arg}}}}}]}}`"
+                        ));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A blocking JSON request to a settee/CouchDB server; credentials may be in the URL.
