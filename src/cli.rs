@@ -12,15 +12,30 @@ use crate::scheduler::docs;
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 /// Options of `settee replicate`.
+#[derive(clap::Args)]
 pub struct ReplicateArgs {
     pub source: String,
     pub target: String,
+    /// A Mango selector (JSON): only matching documents are replicated.
+    #[arg(long, conflicts_with = "doc_ids")]
     pub selector: Option<String>,
+    /// Only these document ids, comma-separated.
+    #[arg(long)]
     pub doc_ids: Option<String>,
+    /// Keep following the source until Ctrl-C.
+    #[arg(long)]
     pub continuous: bool,
+    /// Create the target database if it is missing.
+    #[arg(long)]
     pub create_target: bool,
+    /// Start from this source sequence when there is no checkpoint.
+    #[arg(long)]
     pub since: Option<String>,
+    /// Data directory, for local database names (the store must not be in use).
+    #[arg(long, env = "SETTEE_DATA")]
     pub data: Option<std::path::PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
     pub quiet: bool,
 }
 

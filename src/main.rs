@@ -44,31 +44,7 @@ enum Command {
         max_churn: usize,
     },
     /// Replicate SOURCE to TARGET in the foreground (URLs, or local database names with --data).
-    Replicate {
-        source: String,
-        target: String,
-        /// A Mango selector (JSON): only matching documents are replicated.
-        #[arg(long, conflicts_with = "doc_ids")]
-        selector: Option<String>,
-        /// Only these document ids, comma-separated.
-        #[arg(long)]
-        doc_ids: Option<String>,
-        /// Keep following the source until Ctrl-C.
-        #[arg(long)]
-        continuous: bool,
-        /// Create the target database if it is missing.
-        #[arg(long)]
-        create_target: bool,
-        /// Start from this source sequence when there is no checkpoint.
-        #[arg(long)]
-        since: Option<String>,
-        /// Data directory, for local database names (the store must not be in use).
-        #[arg(long, env = "SETTEE_DATA")]
-        data: Option<PathBuf>,
-        /// No progress bar.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Replicate(settee::cli::ReplicateArgs),
     /// Print every replication document and job of a server as a table.
     Status {
         /// Server URL, with credentials if needed: http://admin:pass@127.0.0.1:5984
@@ -182,27 +158,7 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
         ),
-        Command::Replicate {
-            source,
-            target,
-            selector,
-            doc_ids,
-            continuous,
-            create_target,
-            since,
-            data,
-            quiet,
-        } => settee::cli::replicate(settee::cli::ReplicateArgs {
-            source,
-            target,
-            selector,
-            doc_ids,
-            continuous,
-            create_target,
-            since,
-            data,
-            quiet,
-        }),
+        Command::Replicate(args) => settee::cli::replicate(args),
         Command::Status { server } => settee::cli::status(&server),
         Command::Doc {
             action: DocAction::Check { file },

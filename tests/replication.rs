@@ -10,11 +10,7 @@ use std::process::Command;
 use common::{req, trees, wait_for, PouchServer, Server};
 use serde_json::{json, Value};
 
-const A: &str = "adm:pw";
-
-fn start() -> Server {
-    Server::start(&["--admin", A])
-}
+use common::ADMIN as A;
 
 fn url(s: &Server, db: &str) -> String {
     format!("http://{A}@{}/{db}", s.addr)
@@ -141,8 +137,8 @@ fn public(_: &str, leaves: &[Value]) -> bool {
 
 #[test]
 fn settee_to_settee_over_http_all_selector_and_doc_ids() {
-    let a = start();
-    let b = start();
+    let a = common::start_admin();
+    let b = common::start_admin();
     populate(&a.addr, "src", true);
     let src = trees_auth(&a, "src");
     assert_eq!(src.len(), 31);
@@ -164,7 +160,7 @@ fn settee_to_settee_over_http_all_selector_and_doc_ids() {
         &b.addr,
         "GET",
         "/all/d010/note.txt",
-        &[("Authorization", &basic())],
+        &[("Authorization", &common::admin_basic())],
         None,
     );
     assert_eq!(body, b"hello world");
@@ -189,16 +185,8 @@ fn settee_to_settee_over_http_all_selector_and_doc_ids() {
     });
 }
 
-fn basic() -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(A)
-    )
-}
-
 fn trees_auth(s: &Server, db: &str) -> BTreeMap<String, Vec<Value>> {
-    common::trees_with(&s.addr, db, &[("Authorization", &basic())])
+    common::trees_with(&s.addr, db, &[("Authorization", &common::admin_basic())])
 }
 
 fn trees_via(addr: &str, db: &str) -> BTreeMap<String, Vec<Value>> {
@@ -207,8 +195,8 @@ fn trees_via(addr: &str, db: &str) -> BTreeMap<String, Vec<Value>> {
 
 #[test]
 fn local_database_to_remote_and_back() {
-    let a = start();
-    let b = start();
+    let a = common::start_admin();
+    let b = common::start_admin();
     populate(&a.addr, "src", true);
     let src = trees_auth(&a, "src");
     let r = replicate(
@@ -233,7 +221,7 @@ fn local_database_to_remote_and_back() {
 
 #[test]
 fn settee_and_pouchdb_server_both_ways() {
-    let a = start();
+    let a = common::start_admin();
     let p = PouchServer::start(&["--no-selector-shim"]);
     populate(&a.addr, "src", true);
     let src = trees_auth(&a, "src");
@@ -316,8 +304,8 @@ fn update_seq(s: &Server, db: &str) -> u64 {
 
 #[test]
 fn killed_one_shot_resumes_and_writes_only_what_was_missing() {
-    let a = start();
-    let b = start();
+    let a = common::start_admin();
+    let b = common::start_admin();
     assert_eq!(areq(&a.addr, "PUT", "/big", None).0, 201);
     for chunk in 0..20 {
         let docs: Vec<Value> = (0..1000).map(|i| json!({"_id": format!("k{:05}", chunk * 1000 + i), "v": i, "pad": "x".repeat(200)})).collect();
@@ -379,8 +367,8 @@ fn killed_one_shot_resumes_and_writes_only_what_was_missing() {
 
 #[test]
 fn continuous_follows_and_survives_a_source_outage() {
-    let a = start();
-    let b = start();
+    let a = common::start_admin();
+    let b = common::start_admin();
     assert_eq!(areq(&a.addr, "PUT", "/live", None).0, 201);
     let (s, v) = areq(
         &b.addr,
@@ -449,8 +437,8 @@ fn continuous_follows_and_survives_a_source_outage() {
 
 #[test]
 fn two_way_pair_converges_and_then_idles() {
-    let a = start();
-    let b = start();
+    let a = common::start_admin();
+    let b = common::start_admin();
     for s in [&a, &b] {
         assert_eq!(areq(&s.addr, "PUT", "/shared", None).0, 201);
     }
@@ -529,7 +517,7 @@ fn two_way_pair_converges_and_then_idles() {
 
 #[test]
 fn bad_input_ends_in_clear_errors_with_credentials_redacted() {
-    let a = start();
+    let a = common::start_admin();
     areq(&a.addr, "PUT", "/src", None);
     // Unreachable peer.
     let (s, v) = areq(

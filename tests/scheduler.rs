@@ -7,26 +7,14 @@ mod common;
 use common::{wait_for, Server};
 use serde_json::{json, Value};
 
-const A: &str = "adm:pw";
-
-fn start() -> Server {
-    Server::start(&["--admin", A])
-}
-
-fn basic() -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(A)
-    )
-}
+use common::ADMIN as A;
 
 fn areq(s: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     let (st, _, b) = common::raw(
         &s.addr,
         method,
         path,
-        &[("Authorization", &basic())],
+        &[("Authorization", &common::admin_basic())],
         body.map(|b| b.to_string().into_bytes()),
     );
     (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
@@ -74,7 +62,7 @@ fn update_seq(s: &Server, db: &str) -> u64 {
 
 #[test]
 fn one_shot_completes_and_records_its_state() {
-    let s = start();
+    let s = common::start_admin();
     areq(&s, "PUT", "/src", None);
     put_docs(
         &s,
@@ -108,7 +96,7 @@ fn one_shot_completes_and_records_its_state() {
 
 #[test]
 fn continuous_follows_edit_restarts_delete_stops() {
-    let s = start();
+    let s = common::start_admin();
     areq(&s, "PUT", "/src", None);
     let (st, v) = areq(
         &s,
@@ -169,7 +157,7 @@ fn continuous_follows_edit_restarts_delete_stops() {
 
 #[test]
 fn invalid_documents_are_refused_with_reasons() {
-    let s = start();
+    let s = common::start_admin();
     let cases = [
         (json!({"target": "b"}), "`source`"),
         (json!({"source": "a"}), "`target`"),
@@ -237,7 +225,7 @@ fn invalid_documents_are_refused_with_reasons() {
 
 #[test]
 fn runtime_failures_show_as_states_and_duplicates_fail() {
-    let s = start();
+    let s = common::start_admin();
     areq(&s, "PUT", "/src", None);
     areq(
         &s,
@@ -313,7 +301,7 @@ fn runtime_failures_show_as_states_and_duplicates_fail() {
 
 #[test]
 fn jobs_resume_after_restart_and_sigkill_without_resending() {
-    let s = start();
+    let s = common::start_admin();
     areq(&s, "PUT", "/src", None);
     for c in 0..10 {
         put_docs(
@@ -380,7 +368,7 @@ use std::process::Command;
 
 #[test]
 fn two_hundred_continuous_replications_at_once() {
-    let s = start();
+    let s = common::start_admin();
     let n = 200;
     for i in 0..n {
         areq(&s, "PUT", &format!("/src{i}"), None);

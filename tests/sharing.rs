@@ -9,19 +9,7 @@ use std::collections::BTreeMap;
 use common::{trees_with, wait_for, PouchServer, Server};
 use serde_json::{json, Value};
 
-const A: &str = "adm:pw";
-
-fn start() -> Server {
-    Server::start(&["--admin", A])
-}
-
-fn basic() -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(A)
-    )
-}
+use common::ADMIN as A;
 
 /// Addresses of pouchdb-server peers (in-memory, admin party: they refuse credentials).
 static POUCH: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -30,7 +18,7 @@ fn auth(addr: &str) -> Vec<(&'static str, String)> {
     if POUCH.lock().unwrap().iter().any(|p| p == addr) {
         vec![]
     } else {
-        vec![("Authorization", basic())]
+        vec![("Authorization", common::admin_basic())]
     }
 }
 
@@ -222,14 +210,14 @@ fn pair_converges(a: &Server, b_addr: &str, b_url: &str) {
 
 #[test]
 fn read_write_pair_between_two_settee_servers() {
-    let a = start();
-    let b = start();
+    let a = common::start_admin();
+    let b = common::start_admin();
     pair_converges(&a, &b.addr, &format!("http://{A}@{}/col", b.addr));
 }
 
 #[test]
 fn read_write_pair_between_settee_and_pouchdb_server() {
-    let a = start();
+    let a = common::start_admin();
     let p = PouchServer::start(&["--no-selector-shim"]);
     POUCH.lock().unwrap().push(p.addr().to_owned());
     pair_converges(&a, p.addr(), &format!("{}/col", p.1.trim_end_matches('/')));
@@ -246,8 +234,8 @@ fn read_write_pair_between_settee_and_pouchdb_server() {
 
 #[test]
 fn stop_with_purge_leaves_the_peer_untouched_and_a_new_share_brings_them_back() {
-    let a = start();
-    let b = start();
+    let a = common::start_admin();
+    let b = common::start_admin();
     let b_url = format!("http://{A}@{}/col", b.addr);
     r(&a.addr, "PUT", "/col", None);
     r(&b.addr, "PUT", "/col", None);
@@ -362,8 +350,8 @@ fn stop_with_purge_leaves_the_peer_untouched_and_a_new_share_brings_them_back() 
 
 #[test]
 fn read_only_share_never_brings_writes_back() {
-    let a = start();
-    let b = start();
+    let a = common::start_admin();
+    let b = common::start_admin();
     r(&a.addr, "PUT", "/pub", None);
     r(&b.addr, "PUT", "/pub", None);
     put(&a.addr, "pub", "p1", json!({"type": "public"}));
@@ -399,8 +387,8 @@ fn read_only_share_never_brings_writes_back() {
 
 #[test]
 fn bad_shares_are_refused_and_nothing_is_half_created() {
-    let a = start();
-    let b = start();
+    let a = common::start_admin();
+    let b = common::start_admin();
     r(&a.addr, "PUT", "/col", None);
     r(&b.addr, "PUT", "/col", None);
     let remote = format!("http://{A}@{}/col", b.addr);

@@ -272,3 +272,20 @@ pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The server admin the replication, scheduler and sharing tests run with.
+pub const ADMIN: &str = "adm:pw";
+
+/// A server with [`ADMIN`] configured.
+pub fn start_admin() -> Server {
+    Server::start(&["--admin", ADMIN])
+}
+
+/// The `Authorization` header value for [`ADMIN`].
+pub fn admin_basic() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(ADMIN)
+    )
+}
