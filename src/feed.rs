@@ -9,6 +9,9 @@ use std::collections::HashSet;
 use crate::mango::Selector;
 use crate::store::{Change, Database, ReadOpts, StoreError};
 
+/// Special members [`Database::doc_for_match`] provides.
+const SEEN_SPECIALS: &[&str] = &["_id", "_rev", "_deleted"];
+
 /// A `_changes` filter: built-in `_doc_ids`, `_design`, `_selector`, and the feed style.
 #[derive(Clone, Debug, Default)]
 pub struct FeedFilter {
@@ -43,7 +46,19 @@ impl FeedFilter {
         if let Some(sel) = &self.selector {
             let mut kept = Vec::with_capacity(leaves.len());
             for i in leaves {
-                let doc = match db.doc_json(&c.id, &c.record, i, &ReadOpts::default()) {
+                // Members the selector cannot see are not decoded (`_attachments` and the
+                // like are only in the full document).
+                let doc = match sel.top_fields() {
+                    Some(f)
+                        if !f.iter().any(|k| {
+                            k.starts_with('_') && !SEEN_SPECIALS.contains(&k.as_str())
+                        }) =>
+                    {
+                        db.doc_for_match(&c.id, &c.record, i, f)
+                    }
+                    _ => db.doc_json(&c.id, &c.record, i, &ReadOpts::default()),
+                };
+                let doc = match doc {
                     Ok(d) => d,
                     // Updated since this change was read: it reappears at its new sequence.
                     Err(StoreError::Raced(_)) => return Ok(Vec::new()),
@@ -98,5 +113,59 @@ impl FeedFilter {
             last = last.max(snapshot);
         }
         Ok(Scan { hits, last })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreConfig};
+    use serde_json::json;
+
+    /// The feed decodes only a selector's top fields; it must pass exactly the revisions the
+    /// whole documents would.
+    #[test]
+    fn selector_sees_the_same_through_top_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        let db = store.create_db("d").unwrap();
+        let docs = vec![
+            json!({"_id": "a", "type": "item", "tags": ["x", "y"], "pad": "p"}),
+            json!({"_id": "b", "type": "collection", "n": 3, "nested": {"k": 1}}),
+            json!({"_id": "c", "_deleted": true, "type": "item"}),
+            json!({"_id": "d", "other": "\u{e9}t\u{e9}", "type": null}),
+            json!({"_id": "e", "type": "item", "_attachments": {"f": {"content_type": "text/plain", "data": "aGk="}}}),
+        ];
+        db.bulk_docs(docs, true).unwrap();
+        for sel in [
+            json!({"type": "item"}),
+            json!({"$or": [{"type": "collection", "nested.k": 1}, {"tags": {"$elemMatch": {"$eq": "y"}}}]}),
+            json!({"_id": {"$gt": "b"}, "type": {"$exists": true}}),
+            json!({"_deleted": true}),
+            json!({"type": {"$type": "null"}}),
+            json!({"_attachments.f": {"$exists": true}}),
+            json!({"$and": [{"$gt": null}]}),
+        ] {
+            let s = Selector::parse(&sel).unwrap();
+            let full = |c: &Change| {
+                let doc = db
+                    .doc_json(&c.id, &c.record, 0, &ReadOpts::default())
+                    .unwrap();
+                s.matches(&doc)
+            };
+            let f = FeedFilter {
+                selector: Some(s.clone()),
+                ..Default::default()
+            };
+            for c in db.changes(0, false) {
+                let c = c.unwrap();
+                assert_eq!(
+                    !f.revs(&db, &c).unwrap().is_empty(),
+                    full(&c),
+                    "{sel} on {}",
+                    c.id
+                );
+            }
+        }
     }
 }

@@ -424,3 +424,23 @@ proptest! {
         prop_assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The changes feed decodes only a selector's top-level fields: a document cut down to
+    /// them must match exactly as the whole one does.
+    #[test]
+    fn top_fields_decide_the_match(s in any_selector(), doc in simple_doc()) {
+        if let (Ok(sel), Some(obj)) = (Selector::parse(&s), doc.as_object()) {
+            if let Some(fields) = sel.top_fields() {
+                let kept: serde_json::Map<String, Value> = obj
+                    .iter()
+                    .filter(|(k, _)| fields.iter().any(|f| f == *k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                prop_assert_eq!(sel.matches(&Value::Object(kept)), sel.matches(&doc), "fields {:?}", fields);
+            }
+        }
+    }
+}

@@ -51,14 +51,28 @@ use serde_json::Value;
 pub struct Selector {
     /// `None` is the empty selector `{}` (matches everything).
     root: Option<parse::Node>,
+    /// The top-level document members the selector can look at; `None` when it looks at the
+    /// whole document (a condition with an empty field path).
+    top_fields: Option<Vec<String>>,
 }
 
 impl Selector {
     /// Parse + normalize a selector JSON (must be an object). Errors as CouchDB would give.
     pub fn parse(v: &Value) -> Result<Selector, MangoError> {
-        Ok(Selector {
-            root: parse::normalize(v)?,
-        })
+        let root = parse::normalize(v)?;
+        let mut fields = Vec::new();
+        let top_fields = match &root {
+            None => Some(fields),
+            Some(n) => top_fields(n, &mut fields).then_some(fields),
+        };
+        Ok(Selector { root, top_fields })
+    }
+
+    /// The top-level members of a document that decide whether it matches: a document
+    /// holding only these (plus nothing else) matches exactly when the whole one does, so a
+    /// caller may skip decoding the rest. `None` when the whole document matters.
+    pub fn top_fields(&self) -> Option<&[String]> {
+        self.top_fields.as_deref()
     }
 
     /// Does `doc` satisfy the selector?
@@ -89,6 +103,25 @@ impl Selector {
     /// True for the empty selector `{}`.
     pub fn is_empty(&self) -> bool {
         self.root.is_none()
+    }
+}
+
+/// Collects the first path segment of every field condition; false if one has no segment.
+fn top_fields(n: &parse::Node, out: &mut Vec<String>) -> bool {
+    use parse::Node;
+    match n {
+        Node::And(xs) | Node::Or(xs) | Node::Nor(xs) => xs.iter().all(|x| top_fields(x, out)),
+        Node::Not(x) => top_fields(x, out),
+        Node::Field(f) => match f.path.segs.first() {
+            Some(seg) => {
+                if !out.iter().any(|k| **k == *seg.key) {
+                    out.push(seg.key.to_string());
+                }
+                true
+            }
+            None => false,
+        },
+        Node::Default(_) => true,
     }
 }
 

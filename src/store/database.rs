@@ -292,7 +292,15 @@ impl Database {
     }
 
     fn body(&self, id: &str, rev: &Rev) -> Result<Map<String, Value>> {
-        let bytes = self.tree.get(codec::body_key(id, rev))?.map_or_else(
+        let bytes = self.body_bytes(id, rev)?;
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(StoreError::Corrupt(format!("body of {id} {rev}"))),
+        }
+    }
+
+    fn body_bytes(&self, id: &str, rev: &Rev) -> Result<sled::IVec> {
+        self.tree.get(codec::body_key(id, rev))?.map_or_else(
             || match self.record(id) {
                 Ok(Some(r)) if r.tree.find(rev).is_some_and(|i| r.tree.is_leaf(i)) => {
                     Err(StoreError::Corrupt(format!("missing body of {id} {rev}")))
@@ -301,11 +309,31 @@ impl Database {
                 Err(e) => Err(e),
             },
             Ok,
-        )?;
-        match serde_json::from_slice(&bytes) {
-            Ok(Value::Object(m)) => Ok(m),
-            _ => Err(StoreError::Corrupt(format!("body of {id} {rev}"))),
+        )
+    }
+
+    /// A leaf revision as a selector sees it, decoding only the top-level members in
+    /// `fields` (plus `_id`, `_rev`, `_deleted`): for a selector whose
+    /// [`top_fields`](crate::mango::Selector::top_fields) are `fields`, this matches exactly
+    /// when [`Database::doc_json`] does, and skips building the members it never reads.
+    pub fn doc_for_match(
+        &self,
+        id: &str,
+        rec: &DocRecord,
+        idx: usize,
+        fields: &[String],
+    ) -> Result<Value> {
+        let node = rec.tree.node(idx);
+        let bytes = self.body_bytes(id, &node.rev)?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let mut m = serde::de::DeserializeSeed::deserialize(OnlyFields(fields), &mut de)
+            .map_err(|_| StoreError::Corrupt(format!("body of {id} {}", node.rev)))?;
+        m.insert("_id".into(), Value::String(id.to_owned()));
+        m.insert("_rev".into(), Value::String(node.rev.to_string()));
+        if node.deleted {
+            m.insert("_deleted".into(), Value::Bool(true));
         }
+        Ok(Value::Object(m))
     }
 
     /// `GET /db/doc[?rev=]`: the winner (404 `deleted` if it is a tombstone) or a given leaf.
@@ -1235,5 +1263,44 @@ fn dec(meta: &mut Meta, deleted: bool) {
         meta.del_count = meta.del_count.saturating_sub(1);
     } else {
         meta.doc_count = meta.doc_count.saturating_sub(1);
+    }
+}
+
+/// Decodes a JSON object keeping only the named members; the others are skipped without
+/// being built (`IgnoredAny`).
+struct OnlyFields<'f>(&'f [String]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for OnlyFields<'_> {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for OnlyFields<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut out = Map::with_capacity(self.0.len());
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if self.0.iter().any(|f| *f == *key) {
+                let v: Value = map.next_value()?;
+                out.insert(key.into_owned(), v);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(out)
     }
 }
