@@ -581,3 +581,24 @@ fn concurrent_writers_all_land_and_share_flushes() {
     assert_eq!((info.doc_count, info.update_seq), (200, 200));
     assert_eq!(change_ids(&db, 0).len(), 200);
 }
+
+/// `pending` is exact for small remainders and an upper bound (updates since) beyond.
+#[test]
+fn pending_exact_when_small_bounded_when_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+    let db = store.create_db("p").unwrap();
+    let n = settee::store::database::PENDING_EXACT as u64 + 500;
+    let docs: Vec<_> = (0..n).map(|i| json!({"_id": format!("d{i:05}")})).collect();
+    db.bulk_docs(docs, true).unwrap();
+    assert_eq!(db.pending(0), n);
+    assert_eq!(db.pending(n - 10), 10);
+    // Updating one document twice moves it: exact counting sees one entry.
+    let rev = db.get("d00000", None, &ReadOpts::default()).unwrap()["_rev"].clone();
+    let r2 = db
+        .bulk_docs(vec![json!({"_id": "d00000", "_rev": rev})], true)
+        .unwrap();
+    assert!(r2[0].result.is_ok());
+    assert_eq!(db.pending(n - 10), 11);
+    assert_eq!(db.pending(n), 1);
+}

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::body::Body;
 use super::db_api::seq_json;
 use super::error::ApiError;
-use super::request::{json_resp, Req, Resp};
+use super::request::{json_resp, obj, Req, Resp};
 use super::Ctx;
 use crate::feed::FeedFilter;
 use crate::store::{Change, Database, ReadOpts};
@@ -113,7 +113,11 @@ impl Feed {
             .iter()
             .map(|&i| json!({"rev": tree.node(i).rev.to_string()}))
             .collect();
-        let mut row = json!({"seq": seq_json(c.seq), "id": c.id, "changes": revs});
+        let mut row = obj([
+            ("seq", seq_json(c.seq)),
+            ("id", Value::String(c.id.clone())),
+            ("changes", Value::Array(revs)),
+        ]);
         if tree.node(winner).deleted {
             row["deleted"] = json!(true);
         }
@@ -175,7 +179,11 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
             let pending = db.pending(last);
             Ok(json_resp(
                 StatusCode::OK,
-                &json!({"results": rows, "last_seq": seq_json(last), "pending": pending}),
+                &obj([
+                    ("results", Value::Array(rows)),
+                    ("last_seq", seq_json(last)),
+                    ("pending", pending.into()),
+                ]),
             ))
         }
         "longpoll" => {
@@ -186,7 +194,11 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
                 if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
                     return Ok(json_resp(
                         StatusCode::OK,
-                        &json!({"results": rows, "last_seq": seq_json(last), "pending": 0}),
+                        &obj([
+                            ("results", Value::Array(rows)),
+                            ("last_seq", seq_json(last)),
+                            ("pending", 0.into()),
+                        ]),
                     ));
                 }
                 let _ = tokio::time::timeout_at(deadline, rx.changed()).await;

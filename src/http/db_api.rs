@@ -7,7 +7,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
-use super::request::{json_resp, Req, Resp};
+use super::request::{json_resp, obj, Req, Resp};
 use super::router::id_revs;
 use super::Ctx;
 use crate::store::{AttMode, Database, ReadOpts, Rev};
@@ -308,7 +308,7 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
                     Ok(list) => list
                         .into_iter()
                         .map(|x| match x {
-                            Ok(doc) => json!({"ok": doc}),
+                            Ok(doc) => obj([("ok", doc)]),
                             Err(missing) => err(&missing, "not_found", "missing"),
                         })
                         .collect(),
@@ -317,13 +317,19 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
                 Err(_) => vec![err(r, "bad_request", "Invalid rev format")],
             },
             None => match db.get(&id, None, &opts) {
-                Ok(doc) => vec![json!({"ok": doc})],
+                Ok(doc) => vec![obj([("ok", doc)])],
                 Err(e) => vec![err("undefined", "not_found", &ApiError::from(e).reason)],
             },
         };
-        results.push(json!({"id": id, "docs": docs_out}));
+        results.push(obj([
+            ("id", Value::String(id)),
+            ("docs", Value::Array(docs_out)),
+        ]));
     }
-    Ok(json_resp(StatusCode::OK, &json!({"results": results})))
+    Ok(json_resp(
+        StatusCode::OK,
+        &obj([("results", Value::Array(results))]),
+    ))
 }
 
 fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
@@ -428,6 +434,10 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     }
     Ok(json_resp(
         StatusCode::OK,
-        &json!({"total_rows": total, "offset": skip, "rows": rows}),
+        &obj([
+            ("total_rows", total.into()),
+            ("offset", skip.into()),
+            ("rows", Value::Array(rows)),
+        ]),
     ))
 }

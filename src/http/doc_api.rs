@@ -85,7 +85,7 @@ pub async fn doc(ctx: &Arc<Ctx>, db: &str, id: &str, req: &Req) -> Result<Resp, 
                 let out: Vec<Value> = res
                     .into_iter()
                     .map(|r| match r {
-                        Ok(doc) => json!({"ok": doc}),
+                        Ok(doc) => super::request::obj([("ok", doc)]),
                         Err(missing) => json!({"missing": missing}),
                     })
                     .collect();

@@ -140,6 +140,18 @@ pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A JSON object from owned members. `json!` serializes every interpolated value into a
+/// fresh copy; this moves them, which matters where the members are documents (`_bulk_get`,
+/// `_all_docs`, `_changes` with `include_docs`).
+pub fn obj<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
+}
+
 pub fn json_resp(status: StatusCode, v: &Value) -> Resp {
     let mut bytes = serde_json::to_vec(v).unwrap_or_default();
     bytes.push(b'\n');

@@ -620,8 +620,11 @@ impl HttpPeer {
             if batch.is_empty() {
                 continue;
             }
-            let body =
-                serde_json::to_vec(&json!({"new_edits": false, "docs": batch})).unwrap_or_default();
+            let body = serde_json::to_vec(&BulkDocs {
+                new_edits: false,
+                docs: &batch,
+            })
+            .unwrap_or_default();
             let r = self
                 .send(
                     Method::POST,
@@ -658,4 +661,12 @@ impl HttpPeer {
         }
         Ok(errors)
     }
+}
+
+/// A `_bulk_docs` body serialized straight from the batch (`json!` would copy every document
+/// into a new value first).
+#[derive(serde::Serialize)]
+struct BulkDocs<'a> {
+    new_edits: bool,
+    docs: &'a [Value],
 }

@@ -56,6 +56,9 @@ impl Default for Meta {
     }
 }
 
+/// Up to this many, [`Database::pending`] counts exactly.
+pub const PENDING_EXACT: usize = 1000;
+
 /// `GET /db` in store terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DbInfo {
@@ -623,13 +626,22 @@ impl Database {
         Ok(self.tree.contains_key(codec::edited_key(id))?)
     }
 
-    /// How many documents changed after `since` (CouchDB's `pending`): the by-seq index holds
-    /// one entry per document, so this counts keys without reading records.
+    /// How many documents changed after `since` (CouchDB's `pending`), exact up to
+    /// [`PENDING_EXACT`]; beyond, the number of updates since, an upper bound that is exact
+    /// unless a document changed twice. Counting every key made each `_changes` batch of a
+    /// large replication cost O(rest of the database): 44% of a source server's CPU.
     pub fn pending(&self, since: u64) -> u64 {
-        self.tree
+        let n = self
+            .tree
             .range(codec::seq_key(since.saturating_add(1))..=codec::seq_key(u64::MAX))
             .keys()
-            .count() as u64
+            .take(PENDING_EXACT + 1)
+            .count();
+        if n <= PENDING_EXACT {
+            n as u64
+        } else {
+            self.update_seq().saturating_sub(since).max(n as u64)
+        }
     }
 
     /// `_revs_diff`: for each id, the revisions this database does not have.
