@@ -397,3 +397,74 @@ fn two_hundred_continuous_replications_at_once() {
     let (_, tasks) = areq(&s, "GET", "/_active_tasks", None);
     assert_eq!(tasks.as_array().unwrap().len(), n);
 }
+
+/// Credentials in a replication document: readable by admins only, redacted in every status
+/// output (`/_scheduler/*`, `/_active_tasks`, `settee status`).
+#[test]
+fn credentials_stay_with_admins_and_out_of_status() {
+    let s = common::start_admin();
+    areq(&s, "PUT", "/src", None);
+    put_docs(&s, "src", vec![json!({"_id": "a"})]);
+    let secret = "s3cr3t-pw";
+    let header = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("adm:{secret}"))
+    };
+    // A continuous job whose credentials are wrong keeps crashing: its status carries the
+    // endpoint and the error, the places a secret could leak.
+    let doc = json!({
+        "source": {"url": format!("http://{}/src", s.addr), "auth": {"basic": {"username": "adm", "password": secret}}},
+        "target": {"url": format!("http://{}/dst", s.addr), "headers": {"Authorization": format!("Basic {header}")}},
+        "create_target": true, "continuous": true
+    });
+    let (st, v) = areq(&s, "PUT", "/_replicator/creds", Some(&doc));
+    assert_eq!(st, 201, "{v}");
+    let url_doc = json!({"source": format!("http://adm:{secret}@{}/src", s.addr), "target": format!("http://adm:{secret}@{}/dst2", s.addr), "continuous": true});
+    assert_eq!(
+        areq(&s, "PUT", "/_replicator/creds-url", Some(&url_doc)).0,
+        201
+    );
+    wait_for(30, || {
+        let v = doc_status(&s, "creds");
+        (v["state"] != "initializing" && !v["state"].is_null()).then_some(())
+    });
+    for path in [
+        "/_scheduler/jobs",
+        "/_scheduler/docs",
+        "/_scheduler/docs/_replicator/creds",
+        "/_scheduler/docs/_replicator/creds-url",
+        "/_active_tasks",
+    ] {
+        let (st, v) = areq(&s, "GET", path, None);
+        assert_eq!(st, 200, "{path}: {v}");
+        let text = v.to_string();
+        assert!(
+            !text.contains(secret) && !text.contains(&header),
+            "{path}: {text}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
+        .args(["status", "--server", &format!("http://{A}@{}", s.addr)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("creds"), "{text}");
+    assert!(!text.contains(secret) && !text.contains(&header), "{text}");
+    // The documents themselves: admins only.
+    assert_eq!(areq(&s, "GET", "/_replicator/creds", None).0, 200);
+    let (st, _, _) = common::raw(&s.addr, "GET", "/_replicator/creds", &[], None);
+    assert_eq!(st, 401);
+    let user = json!({"name": "reader", "password": "pw", "roles": [], "type": "user"});
+    assert_eq!(
+        areq(&s, "PUT", "/_users/org.couchdb.user:reader", Some(&user)).0,
+        201
+    );
+    let (st, _, _) = common::raw(
+        &s.addr,
+        "GET",
+        "/_replicator/creds",
+        &[("Authorization", "Basic cmVhZGVyOnB3")],
+        None,
+    );
+    assert_eq!(st, 403);
+}
