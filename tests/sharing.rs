@@ -86,15 +86,7 @@ fn pair_converges(a: &Server, b_addr: &str, b_url: &str) {
     put(&a.addr, "col", "a-private", json!({"type": "mine"}));
     put(b_addr, "col", "b1", json!({"type": "shared", "v": 1}));
     put(b_addr, "col", "b-private", json!({"type": "theirs"}));
-    let (s, v) = r(
-        &a.addr,
-        "POST",
-        "/_sharing",
-        Some(
-            &json!({"id": "pair", "local": "col", "remote": b_url, "selector": {"type": "shared"}, "mode": "read-write"}),
-        ),
-    );
-    assert_eq!(s, 201, "{v}");
+    let v = share_shared_rw(&a.addr, "pair", b_url);
     let marker = v["marker"].as_str().unwrap().to_owned();
     assert!(
         marker.starts_with("db_sharing-") && marker.contains("--"),
@@ -208,6 +200,14 @@ fn pair_converges(a: &Server, b_addr: &str, b_url: &str) {
     );
 }
 
+/// `POST /_sharing`: share `col`'s `{"type": "shared"}` documents read-write with `remote`.
+fn share_shared_rw(addr: &str, id: &str, remote: &str) -> Value {
+    let body = json!({"id": id, "local": "col", "remote": remote, "selector": {"type": "shared"}, "mode": "read-write"});
+    let (s, v) = r(addr, "POST", "/_sharing", Some(&body));
+    assert_eq!(s, 201, "{v}");
+    v
+}
+
 #[test]
 fn read_write_pair_between_two_settee_servers() {
     let a = common::start_admin();
@@ -248,15 +248,7 @@ fn stop_with_purge_leaves_the_peer_untouched_and_a_new_share_brings_them_back() 
         );
     }
     put(&a.addr, "col", "mine", json!({"type": "shared"}));
-    let (s, v) = r(
-        &a.addr,
-        "POST",
-        "/_sharing",
-        Some(
-            &json!({"id": "s", "local": "col", "remote": b_url, "selector": {"type": "shared"}, "mode": "read-write"}),
-        ),
-    );
-    assert_eq!(s, 201, "{v}");
+    share_shared_rw(&a.addr, "s", &b_url);
     assert!(wait_for(30, || (exists(&a.addr, "col", "theirs4")
         && exists(&b.addr, "col", "mine"))
     .then_some(()))
@@ -333,15 +325,7 @@ fn stop_with_purge_leaves_the_peer_untouched_and_a_new_share_brings_them_back() 
     );
 
     // Re-creating the share brings them back intact.
-    let (s, v) = r(
-        &a.addr,
-        "POST",
-        "/_sharing",
-        Some(
-            &json!({"id": "s", "local": "col", "remote": b_url, "selector": {"type": "shared"}, "mode": "read-write"}),
-        ),
-    );
-    assert_eq!(s, 201, "{v}");
+    share_shared_rw(&a.addr, "s", &b_url);
     assert!(
         wait_for(30, || converged(&a.addr, &b.addr, "col", &[]).then_some(())).is_some(),
         "back intact"
