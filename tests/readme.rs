@@ -1,0 +1,115 @@
+//! The README's sharing walkthrough, run as written: its shell block is taken from README.md
+//! and executed by bash with only these changes: the built binary instead of
+//! `./target/release/settee` (and no `make build`), two free ports instead of 5984/5985, a
+//! wait for the servers to answer and for the share to deliver (a person typing the commands
+//! gives them that time), and labels before the outputs checked here.
+
+use std::process::Command;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sharing_block() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Sharing part of a database")
+        .nth(1)
+        .expect("README has the sharing section");
+    let start = section.find("```sh\n").expect("a shell block") + 6;
+    let len = section[start..].find("```").expect("the block ends");
+    section[start..start + len].to_owned()
+}
+
+#[test]
+fn readme_sharing_walkthrough_works_as_written() {
+    let block = sharing_block();
+    let (pa, pb) = (free_port(), free_port());
+    let mut script = String::from(
+        "set -e\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\ncurl() { command curl -sS \"$@\"; echo; }\n",
+    );
+    for line in block.lines() {
+        let line = line
+            .replace("./target/release/settee", env!("CARGO_BIN_EXE_settee"))
+            .replace("127.0.0.1:5984", &format!("127.0.0.1:{pa}"))
+            .replace("127.0.0.1:5985", &format!("127.0.0.1:{pb}"));
+        if line.trim() == "make build" {
+            continue;
+        }
+        if line.starts_with("curl $B/library/_all_docs") {
+            script.push_str(
+                "for i in $(seq 150); do command curl -s $B/library/_all_docs | grep -q atlas && command curl -s $A/library/_all_docs | grep -q solaris && break; sleep 0.2; done\n",
+            );
+            script.push_str("echo B_ALL_DOCS\n");
+        }
+        if line.starts_with("curl $A/library/_all_docs") {
+            script.push_str("echo A_ALL_DOCS\n");
+        }
+        script.push_str(&line);
+        script.push('\n');
+        if line.starts_with("A=http://") {
+            script.push_str(
+                "for u in $A $B; do for i in $(seq 100); do command curl -sf $u/_up >/dev/null && break; sleep 0.1; done; done\n",
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "script failed:\n{script}\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = |label: &str| -> String {
+        stdout
+            .split(label)
+            .nth(1)
+            .and_then(|s| s.lines().nth(1))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let b_docs = after("B_ALL_DOCS");
+    assert!(
+        b_docs.contains("\"dune\"")
+            && b_docs.contains("\"atlas\"")
+            && b_docs.contains("db_sharing-"),
+        "{b_docs}"
+    );
+    assert!(!b_docs.contains("diary"), "{b_docs}");
+    assert!(after("A_ALL_DOCS").contains("\"solaris\""), "{stdout}");
+    // The dry run and the stop list the same purge: what came only from the peer.
+    // The CLI prints each answer as pretty JSON starting on its own line.
+    let stops: Vec<serde_json::Value> = stdout
+        .match_indices("\n{\n")
+        .filter_map(|(i, _)| {
+            serde_json::Deserializer::from_str(&stdout[i + 1..])
+                .into_iter::<serde_json::Value>()
+                .next()?
+                .ok()
+        })
+        .filter(|v| v.get("purged").is_some())
+        .collect();
+    assert_eq!(stops.len(), 2, "{stdout}");
+    assert_eq!(stops[0]["dry_run"], true);
+    for s in &stops {
+        assert_eq!(s["purged"], serde_json::json!(["solaris"]), "{s}");
+        let kept: Vec<&str> = s["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k["id"].as_str())
+            .collect();
+        assert_eq!(kept, ["atlas", "dune"], "{s}");
+    }
+}
