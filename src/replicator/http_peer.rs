@@ -1,5 +1,6 @@
 //! A CouchDB-compatible database over HTTP(S) (settee, Apache CouchDB 2.x/3.x, pouchdb-server):
-//! one pooled client per endpoint, timeouts, and per-request retries with exponential backoff.
+//! pooled clients shared by every job with the same connection settings, timeouts, and
+//! per-request retries with exponential backoff.
 //! Errors name the endpoint with its password redacted.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -15,6 +16,8 @@ use super::{Endpoint, ReplError, Spec};
 
 pub struct HttpPeer {
     client: reqwest::Client,
+    /// Sent with every request: `Accept`, the endpoint's `headers` and its credentials.
+    headers: HeaderMap,
     /// The database URL, ending in `/`.
     base: Url,
     name: String,
@@ -59,6 +62,34 @@ fn truncate(s: &str) -> String {
     }
 }
 
+/// One client (connection pool, TLS configuration) per distinct connection setting, shared by
+/// all jobs: a client costs a few hundred KiB, which for 1,000 idle jobs was most of their
+/// memory. Credentials and headers travel per request, never in the shared client.
+fn shared_client(
+    connect_timeout: Duration,
+    idle_per_host: usize,
+) -> Result<reqwest::Client, ReplError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CLIENTS: OnceLock<Mutex<HashMap<(Duration, usize), reqwest::Client>>> = OnceLock::new();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = clients.get(&(connect_timeout, idle_per_host)) {
+        return Ok(c.clone());
+    }
+    let c = reqwest::Client::builder()
+        .user_agent(concat!("settee-replicator/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(connect_timeout)
+        .pool_max_idle_per_host(idle_per_host)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ReplError::Internal(format!("http client: {e}")))?;
+    clients.insert((connect_timeout, idle_per_host), c.clone());
+    Ok(c)
+}
+
 impl HttpPeer {
     pub fn new(r: &Remote, spec: &Spec) -> Result<HttpPeer, ReplError> {
         let name = Endpoint::Remote(r.clone()).redacted();
@@ -93,16 +124,10 @@ impl HttpPeer {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("settee-replicator/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(spec.connection_timeout)
-            .pool_max_idle_per_host(spec.http_connections)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| ReplError::Internal(format!("http client: {e}")))?;
+        let client = shared_client(spec.connection_timeout, spec.http_connections)?;
         Ok(HttpPeer {
             client,
+            headers,
             base: r.url.clone(),
             name,
             retries: spec.retries_per_request,
@@ -163,6 +188,7 @@ impl HttpPeer {
             let mut rb = self
                 .client
                 .request(method.clone(), url.clone())
+                .headers(self.headers.clone())
                 .timeout(self.timeout + extra_wait);
             if let Some(b) = &body {
                 rb = rb.header(CONTENT_TYPE, "application/json").body(b.clone());

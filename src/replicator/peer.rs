@@ -66,7 +66,7 @@ pub struct DbMeta {
 
 pub enum Peer {
     Local(LocalPeer),
-    Http(HttpPeer),
+    Http(Box<HttpPeer>),
 }
 
 impl Peer {
@@ -79,7 +79,7 @@ impl Peer {
     ) -> Result<(Peer, DbMeta), ReplError> {
         let peer = match ep {
             Endpoint::Local(db) => Peer::Local(LocalPeer::new(env, db)?),
-            Endpoint::Remote(r) => Peer::Http(HttpPeer::new(r, spec)?),
+            Endpoint::Remote(r) => Peer::Http(Box::new(HttpPeer::new(r, spec)?)),
         };
         let meta = match peer.info().await {
             Err(ReplError::DbNotFound { .. }) if create => {
