@@ -71,13 +71,19 @@ fn readme_sharing_walkthrough_works_as_written() {
         "script failed:\n{script}\n--- stdout\n{stdout}\n--- stderr\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The JSON answer printed right after a label (it may span lines).
     let after = |label: &str| -> String {
         stdout
             .split(label)
             .nth(1)
-            .and_then(|s| s.lines().nth(1))
+            .and_then(|s| {
+                serde_json::Deserializer::from_str(s)
+                    .into_iter::<serde_json::Value>()
+                    .next()?
+                    .ok()
+            })
+            .map(|v| v.to_string())
             .unwrap_or_default()
-            .to_owned()
     };
     let b_docs = after("B_ALL_DOCS");
     assert!(

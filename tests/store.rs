@@ -602,3 +602,93 @@ fn pending_exact_when_small_bounded_when_large() {
     assert_eq!(db.pending(n - 10), 11);
     assert_eq!(db.pending(n), 1);
 }
+
+/// Responses splice stored body bytes (`write_doc`, `open_revs_bytes`, `get_bytes`) instead of
+/// rebuilding each document: they must say exactly what `doc_json` says, for every option.
+#[test]
+fn spliced_documents_equal_built_ones_for_every_option() {
+    let (_d, store) = store();
+    let db = store.create_db("splice").unwrap();
+    let r1 = put(
+        &db,
+        json!({"_id": "plain", "a": 1, "s": "t\u{e9}\"x\\", "n": {"k": [1, 2.5, null]}}),
+    )
+    .unwrap();
+    put(&db, json!({"_id": "plain", "_rev": r1, "a": 2})).unwrap();
+    put(&db, json!({"_id": "empty"})).unwrap();
+    let del = put(&db, json!({"_id": "gone", "a": 1})).unwrap();
+    put(&db, json!({"_id": "gone", "_rev": del, "_deleted": true})).unwrap();
+    let a1 = put(
+        &db,
+        json!({"_id": "att", "x": 1,
+        "_attachments": {"f.txt": {"content_type": "text/plain", "data": "aGVsbG8="}}}),
+    )
+    .unwrap();
+    put(&db, json!({"_id": "att", "_rev": a1, "x": 2,
+        "_attachments": {"f.txt": {"stub": true}, "g.bin": {"content_type": "application/octet-stream", "data": "AAEC"}}})).unwrap();
+    replicate(&db, json!({"_id": "conflicted", "_rev": "1-aaa", "v": "a"})).unwrap();
+    replicate(&db, json!({"_id": "conflicted", "_rev": "1-bbb", "v": "b"})).unwrap();
+    replicate(
+        &db,
+        json!({"_id": "conflicted", "_rev": "2-ccc", "_deleted": true,
+        "_revisions": {"start": 2, "ids": ["ccc", "aaa"]}}),
+    )
+    .unwrap();
+    replicate(&db, json!({"_id": "conflicted", "_rev": "1-ddd", "v": "d"})).unwrap();
+
+    let mut option_sets = vec![ReadOpts::default()];
+    for i in 0..32u32 {
+        option_sets.push(ReadOpts {
+            revs: i & 1 != 0,
+            revs_info: i & 2 != 0,
+            conflicts: i & 4 != 0,
+            deleted_conflicts: i & 8 != 0,
+            local_seq: i & 16 != 0,
+            attachments: match i % 3 {
+                0 => AttMode::Stubs,
+                1 => AttMode::All,
+                _ => AttMode::Since(vec![Rev::parse(&a1).unwrap()]),
+            },
+        });
+    }
+    let mut checked = 0;
+    for c in db.changes(0, false) {
+        let c = c.unwrap();
+        for leaf in c.record.tree.leaves() {
+            for opts in &option_sets {
+                let built = db.doc_json(&c.id, &c.record, leaf, opts).unwrap();
+                let mut bytes = b"[".to_vec();
+                db.write_doc(&mut bytes, &c.id, &c.record, leaf, opts)
+                    .unwrap();
+                bytes.push(b']');
+                let spliced: Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(spliced, json!([built]), "{} leaf {leaf} {opts:?}", c.id);
+                checked += 1;
+            }
+        }
+        let opts = &option_sets[1];
+        let by_value = db.open_revs(&c.id, None, false, opts).unwrap();
+        let by_bytes: Vec<Value> = db
+            .open_revs_bytes(&c.id, None, false, opts)
+            .unwrap()
+            .into_iter()
+            .map(|d| serde_json::from_slice(&d.unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            by_bytes,
+            by_value.into_iter().map(Result::unwrap).collect::<Vec<_>>()
+        );
+        match db.get(&c.id, None, opts) {
+            Ok(v) => {
+                let b = db.get_bytes(&c.id, None, opts).unwrap();
+                assert_eq!(serde_json::from_slice::<Value>(&b).unwrap(), v);
+            }
+            Err(e) => assert_eq!(
+                db.get_bytes(&c.id, None, opts).unwrap_err().to_string(),
+                e.to_string()
+            ),
+        }
+    }
+    // 5 docs; `conflicted` has 3 leaves: 7 leaves, 33 option sets each.
+    assert_eq!(checked, 7 * 33);
+}

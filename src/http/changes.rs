@@ -14,10 +14,10 @@ use tokio::sync::mpsc;
 use super::body::Body;
 use super::db_api::seq_json;
 use super::error::ApiError;
-use super::request::{json_resp, obj, Req, Resp};
+use super::request::{json_bytes_resp, obj, write_json, Req, Resp};
 use super::Ctx;
 use crate::feed::FeedFilter;
-use crate::store::{Change, Database, ReadOpts};
+use crate::store::{Change, Database, ReadOpts, StoreError};
 
 /// What a feed sends, parsed once.
 struct Feed {
@@ -103,8 +103,17 @@ impl Feed {
         })
     }
 
-    /// The feed row for a change whose listed leaves are `revs` (winner first).
-    fn row(&self, db: &Database, c: &Change, revs: &[usize]) -> Result<Value, ApiError> {
+    /// Appends the row for a change whose listed leaves are `revs` (winner first), the
+    /// document spliced in from its stored bytes. Returns `false`, having appended nothing,
+    /// when the document changed after the scan read it: it reappears at its new sequence.
+    fn write_row(
+        &self,
+        db: &Database,
+        c: &Change,
+        revs: &[usize],
+        show_seq: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ApiError> {
         let tree = &c.record.tree;
         let winner = tree
             .winner()
@@ -113,50 +122,173 @@ impl Feed {
             .iter()
             .map(|&i| json!({"rev": tree.node(i).rev.to_string()}))
             .collect();
+        let seq = if show_seq {
+            seq_json(c.seq)
+        } else {
+            Value::Null
+        };
         let mut row = obj([
-            ("seq", seq_json(c.seq)),
+            ("seq", seq),
             ("id", Value::String(c.id.clone())),
             ("changes", Value::Array(revs)),
         ]);
         if tree.node(winner).deleted {
             row["deleted"] = json!(true);
         }
+        let mark = out.len();
+        write_json(out, &row)?;
         if self.include_docs {
+            out.pop(); // the row's closing brace: the doc goes inside
+            out.extend_from_slice(b",\"doc\":");
             let opts = ReadOpts {
                 conflicts: self.conflicts,
                 ..Default::default()
             };
-            row["doc"] = db.doc_json(&c.id, &c.record, winner, &opts)?;
+            match db.write_doc(out, &c.id, &c.record, winner, &opts) {
+                Ok(()) => out.push(b'}'),
+                Err(StoreError::Raced(_)) => {
+                    out.truncate(mark);
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(row)
+        Ok(true)
     }
 
-    /// Rows after `since`, at most `limit`; returns them and the last sequence looked at.
-    fn collect(
+    /// One pass over the index: appends to `out` the rows after `since` (at most `limit`
+    /// passing changes), framed for the feed; `sent` counts rows across passes (the first row
+    /// of an array has no separator; `seq_interval` counts from it). Returns the last
+    /// sequence looked at and whether the pass stopped at `limit`, so more may follow.
+    fn fill(
         &self,
         db: &Database,
         since: u64,
         limit: Option<u64>,
-    ) -> Result<(Vec<Value>, u64), ApiError> {
+        framing: Framing,
+        sent: &mut u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(u64, bool), ApiError> {
         let scan = self.filter.scan(db, since, limit, self.descending)?;
-        let mut rows = Vec::with_capacity(scan.hits.len());
+        let limited = limit.is_some_and(|l| scan.hits.len() as u64 >= l);
         for (c, revs) in &scan.hits {
-            let mut row = match self.row(db, c, revs) {
-                Ok(r) => r,
-                // Updated since the scan read it: it reappears at its new sequence.
-                Err(ApiError { error: "raced", .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            if self
+            let show_seq = self
                 .seq_interval
-                .is_some_and(|n| !(rows.len() as u64 + 1).is_multiple_of(n))
-            {
-                row["seq"] = Value::Null;
+                .is_none_or(|n| (*sent + 1).is_multiple_of(n));
+            let mark = out.len();
+            match framing {
+                Framing::Array if *sent > 0 => out.extend_from_slice(b",\n"),
+                Framing::EventSource => out.extend_from_slice(b"data: "),
+                _ => {}
             }
-            rows.push(row);
+            if !self.write_row(db, c, revs, show_seq, out)? {
+                out.truncate(mark);
+                continue;
+            }
+            match framing {
+                Framing::Array => {}
+                Framing::Lines => out.push(b'\n'),
+                Framing::EventSource => {
+                    out.extend_from_slice(b"\nid: ");
+                    if show_seq {
+                        out.extend_from_slice(c.seq.to_string().as_bytes());
+                    }
+                    out.extend_from_slice(b"\n\n");
+                }
+            }
+            *sent += 1;
         }
-        Ok((rows, scan.last))
+        Ok((scan.last, limited))
     }
+}
+
+/// How rows are laid out: in a `results` array (normal and longpoll), one JSON object per line
+/// (continuous), or as server-sent events (eventsource).
+#[derive(Clone, Copy)]
+enum Framing {
+    Array,
+    Lines,
+    EventSource,
+}
+
+/// A normal feed goes out in chunks of about this many bytes, so a large database streams in
+/// bounded memory instead of being built whole first.
+const CHUNK: usize = 64 * 1024;
+/// Passing changes taken per pass of a normal feed: bounds the records held at once.
+const PAGE: u64 = 1000;
+
+/// The end of a normal or longpoll response, after its rows.
+fn tail(out: &mut Vec<u8>, last: u64, pending: u64) {
+    let end = json!({"last_seq": seq_json(last), "pending": pending}).to_string();
+    out.extend_from_slice(b"\n],\n");
+    // `{"last_seq":…}` without its opening brace continues the top-level object.
+    out.extend_from_slice(&end.as_bytes()[1..]);
+    out.push(b'\n');
+}
+
+/// Answers a normal feed: the first pass before the status is sent (so its errors get a
+/// proper error response), the rest streamed by a task owned by the response body, which
+/// ends when the feed does or the client goes away.
+fn normal(feed: Feed, db: Arc<Database>) -> Result<Resp, ApiError> {
+    let mut out = Vec::with_capacity(CHUNK + 4096);
+    out.extend_from_slice(b"{\"results\":[\n");
+    let mut sent = 0;
+    let (descending, limit) = (feed.descending, feed.limit);
+    let page = move |taken: u64| match (descending, limit) {
+        // A descending feed ignores `since`, so it cannot resume: one pass.
+        (true, l) => l,
+        (false, Some(l)) => Some(l.saturating_sub(taken).min(PAGE)),
+        (false, None) => Some(PAGE),
+    };
+    let first = page(0);
+    let (mut last, mut more) =
+        feed.fill(&db, feed.since, first, Framing::Array, &mut sent, &mut out)?;
+    let mut taken = first.unwrap_or(0);
+    more &= feed.limit.is_none_or(|l| taken < l);
+    if !more {
+        tail(&mut out, last, db.pending(last));
+        return Ok(json_bytes_resp(StatusCode::OK, out));
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        loop {
+            if out.len() >= CHUNK {
+                let chunk = Bytes::from(std::mem::replace(
+                    &mut out,
+                    Vec::with_capacity(CHUNK + 4096),
+                ));
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+            if !more {
+                break;
+            }
+            let p = page(taken);
+            match feed.fill(&db, last, p, Framing::Array, &mut sent, &mut out) {
+                Ok((l, m)) => (last, more) = (l, m),
+                Err(e) => {
+                    // The status line is gone: all that is left is to cut the response short.
+                    tracing::warn!(error = %e.reason, "changes feed ended early");
+                    return;
+                }
+            }
+            taken += p.unwrap_or(0);
+            more &= feed.limit.is_none_or(|l| taken < l);
+        }
+        tail(&mut out, last, db.pending(last));
+        let _ = tx.send(Bytes::from(out)).await;
+    });
+    Ok(stream_resp(rx, "application/json"))
+}
+
+fn stream_resp(rx: mpsc::Receiver<Bytes>, content_type: &str) -> Resp {
+    hyper::Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", content_type)
+        .header("cache-control", "must-revalidate")
+        .body(Body::Stream(rx))
+        .unwrap_or_else(|_| hyper::Response::new(Body::empty()))
 }
 
 pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiError> {
@@ -174,32 +306,24 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
         None => None,
     };
     match req.param("feed").unwrap_or("normal") {
-        "normal" => {
-            let (rows, last) = feed.collect(&db, feed.since, feed.limit)?;
-            let pending = db.pending(last);
-            Ok(json_resp(
-                StatusCode::OK,
-                &obj([
-                    ("results", Value::Array(rows)),
-                    ("last_seq", seq_json(last)),
-                    ("pending", pending.into()),
-                ]),
-            ))
-        }
+        "normal" => normal(feed, db),
         "longpoll" => {
             let mut rx = db.subscribe();
             let deadline = tokio::time::Instant::now() + timeout.unwrap_or(Duration::from_secs(60));
             loop {
-                let (rows, last) = feed.collect(&db, feed.since, feed.limit)?;
-                if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
-                    return Ok(json_resp(
-                        StatusCode::OK,
-                        &obj([
-                            ("results", Value::Array(rows)),
-                            ("last_seq", seq_json(last)),
-                            ("pending", 0.into()),
-                        ]),
-                    ));
+                let mut out = b"{\"results\":[\n".to_vec();
+                let mut sent = 0;
+                let (last, _) = feed.fill(
+                    &db,
+                    feed.since,
+                    feed.limit,
+                    Framing::Array,
+                    &mut sent,
+                    &mut out,
+                )?;
+                if sent > 0 || tokio::time::Instant::now() >= deadline {
+                    tail(&mut out, last, 0);
+                    return Ok(json_bytes_resp(StatusCode::OK, out));
                 }
                 let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
             }
@@ -215,26 +339,30 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
                 let mut since = feed.since;
                 let mut sent = 0u64;
                 let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+                let framing = if eventsource {
+                    Framing::EventSource
+                } else {
+                    Framing::Lines
+                };
                 loop {
-                    let left = feed.limit.map(|l| l.saturating_sub(sent));
-                    let (rows, last) = match feed.collect(&db, since, left) {
-                        Ok(r) => r,
-                        Err(_) => break,
-                    };
-                    for row in rows {
-                        sent += 1;
-                        let line = if eventsource {
-                            format!("data: {row}\nid: {}\n\n", row["seq"].as_str().unwrap_or(""))
-                        } else {
-                            format!("{row}\n")
+                    let page = feed
+                        .limit
+                        .map_or(PAGE, |l| l.saturating_sub(sent).min(PAGE));
+                    let mut out = Vec::new();
+                    let (last, more) =
+                        match feed.fill(&db, since, Some(page), framing, &mut sent, &mut out) {
+                            Ok(r) => r,
+                            Err(_) => break,
                         };
-                        if tx.send(Bytes::from(line)).await.is_err() {
-                            return;
-                        }
+                    if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+                        return;
                     }
                     since = last;
                     if feed.limit.is_some_and(|l| sent >= l) {
                         break;
+                    }
+                    if more {
+                        continue;
                     }
                     let wait = heartbeat.unwrap_or(Duration::from_secs(3600));
                     tokio::select! {
@@ -262,12 +390,7 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
             } else {
                 "application/json"
             };
-            hyper::Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", ct)
-                .header("cache-control", "must-revalidate")
-                .body(Body::Stream(rx))
-                .map_err(|_| ApiError::bad_request("could not start the feed"))
+            Ok(stream_resp(rx, ct))
         }
         other => Err(ApiError::bad_request(format!(
             "Invalid feed {other:?}: use normal, longpoll, continuous or eventsource"

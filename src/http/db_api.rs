@@ -7,7 +7,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
-use super::request::{json_resp, obj, Req, Resp};
+use super::request::{json_bytes_resp, json_resp, write_json, Req, Resp};
 use super::router::id_revs;
 use super::Ctx;
 use crate::store::{AttMode, Database, ReadOpts, Rev};
@@ -269,8 +269,8 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     let revs = req.flag("revs")? || body.get("revs") == Some(&Value::Bool(true));
     let latest = req.flag("latest")? || body.get("latest") == Some(&Value::Bool(true));
     let atts = req.flag("attachments")? || body.get("attachments") == Some(&Value::Bool(true));
-    let mut results = Vec::with_capacity(docs.len());
-    for d in docs {
+    let mut out = b"{\"results\":[".to_vec();
+    for (i, d) in docs.iter().enumerate() {
         let id = d
             .get("id")
             .and_then(Value::as_str)
@@ -279,7 +279,11 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
         let rev_s = d.get("rev").and_then(Value::as_str);
         let err = |rev: &str, error: &str, reason: &str| json!({"error": {"id": id, "rev": rev, "error": error, "reason": reason}});
         if id.is_empty() {
-            results.push(json!({"id": id, "docs": [err("undefined", "illegal_docid", "Document id must be a string")]}));
+            if i > 0 {
+                out.push(b',');
+            }
+            let row = json!({"id": id, "docs": [err("undefined", "illegal_docid", "Document id must be a string")]});
+            write_json(&mut out, &row)?;
             continue;
         }
         let since: Vec<Rev> = d
@@ -302,34 +306,56 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
             },
             ..Default::default()
         };
-        let docs_out: Vec<Value> = match rev_s {
+        // Each answer is a document's JSON bytes (body spliced, not rebuilt) or an error.
+        let answers: Vec<Result<Vec<u8>, Value>> = match rev_s {
             Some(r) => match Rev::parse(r) {
-                Ok(rev) => match db.open_revs(&id, Some(&[rev]), latest, &opts) {
+                Ok(rev) => match db.open_revs_bytes(&id, Some(&[rev]), latest, &opts) {
                     Ok(list) => list
                         .into_iter()
-                        .map(|x| match x {
-                            Ok(doc) => obj([("ok", doc)]),
-                            Err(missing) => err(&missing, "not_found", "missing"),
-                        })
+                        .map(|x| x.map_err(|missing| err(&missing, "not_found", "missing")))
                         .collect(),
-                    Err(e) => vec![err(r, "not_found", &ApiError::from(e).reason)],
+                    Err(e) => vec![Err(err(r, "not_found", &ApiError::from(e).reason))],
                 },
-                Err(_) => vec![err(r, "bad_request", "Invalid rev format")],
+                Err(_) => vec![Err(err(r, "bad_request", "Invalid rev format"))],
             },
-            None => match db.get(&id, None, &opts) {
-                Ok(doc) => vec![obj([("ok", doc)])],
-                Err(e) => vec![err("undefined", "not_found", &ApiError::from(e).reason)],
+            None => match db.get_bytes(&id, None, &opts) {
+                Ok(doc) => vec![Ok(doc)],
+                Err(e) => vec![Err(err(
+                    "undefined",
+                    "not_found",
+                    &ApiError::from(e).reason,
+                ))],
             },
         };
-        results.push(obj([
-            ("id", Value::String(id)),
-            ("docs", Value::Array(docs_out)),
-        ]));
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        write_json(&mut out, &Value::String(id))?;
+        out.extend_from_slice(b",\"docs\":[");
+        for (j, answer) in answers.into_iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            match answer {
+                Ok(doc) => {
+                    out.extend_from_slice(b"{\"ok\":");
+                    out.extend_from_slice(&doc);
+                    out.push(b'}');
+                }
+                Err(e) => write_json(&mut out, &e)?,
+            }
+        }
+        out.extend_from_slice(b"]}");
     }
-    Ok(json_resp(
-        StatusCode::OK,
-        &obj([("results", Value::Array(results))]),
-    ))
+    out.extend_from_slice(b"]}\n");
+    Ok(json_bytes_resp(StatusCode::OK, out))
+}
+
+/// Starts the next row of a `rows` array written as bytes: one row per line, as CouchDB.
+fn next_row(out: &mut Vec<u8>, n: &mut usize) {
+    out.extend_from_slice(if *n == 0 { b"\n" } else { b",\n" });
+    *n += 1;
 }
 
 fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
@@ -372,7 +398,13 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     let end = key_str(&["endkey", "end_key", "endkey_docid"])?;
     let info = db.info()?;
     let total = info.doc_count;
-    let row_for = |id: &str, rec: &crate::store::codec::DocRecord| -> Result<Value, ApiError> {
+    // Rows are written as bytes, each document's body spliced in from the store.
+    let mut out = format!("{{\"total_rows\":{total},\"offset\":{skip},\"rows\":[").into_bytes();
+    let mut n = 0usize;
+    let row_for = |out: &mut Vec<u8>,
+                   id: &str,
+                   rec: &crate::store::codec::DocRecord|
+     -> Result<(), ApiError> {
         let w = rec
             .tree
             .winner()
@@ -384,24 +416,35 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
             if include_docs {
                 row["doc"] = Value::Null;
             }
-        } else if include_docs {
-            row["doc"] = db.doc_json(id, rec, w, &ReadOpts::default())?;
         }
-        Ok(row)
+        write_json(out, &row)?;
+        if include_docs && !rec.tree.node(w).deleted {
+            out.pop(); // the row's closing brace: the doc goes inside
+            out.extend_from_slice(b",\"doc\":");
+            db.write_doc(out, id, rec, w, &ReadOpts::default())?;
+            out.push(b'}');
+        }
+        Ok(())
     };
-    let mut rows = Vec::new();
     if let Some(keys) = opt("keys")? {
         let keys = keys
             .as_array()
             .ok_or_else(|| ApiError::bad_request("`keys` must be an array"))?;
         for k in keys.iter().skip(skip).take(limit) {
             let Some(id) = k.as_str() else {
-                rows.push(json!({"key": k, "error": "not_found"}));
+                next_row(&mut out, &mut n);
+                write_json(&mut out, &json!({"key": k, "error": "not_found"}))?;
                 continue;
             };
             match db.record(id)? {
-                Some(rec) => rows.push(row_for(id, &rec)?),
-                None => rows.push(json!({"key": id, "error": "not_found"})),
+                Some(rec) => {
+                    next_row(&mut out, &mut n);
+                    row_for(&mut out, id, &rec)?;
+                }
+                None => {
+                    next_row(&mut out, &mut n);
+                    write_json(&mut out, &json!({"key": id, "error": "not_found"}))?;
+                }
             }
         }
     } else {
@@ -426,18 +469,13 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
                 skipped += 1;
                 continue;
             }
-            if rows.len() >= limit {
+            if n >= limit {
                 break;
             }
-            rows.push(row_for(&id, &rec)?);
+            next_row(&mut out, &mut n);
+            row_for(&mut out, &id, &rec)?;
         }
     }
-    Ok(json_resp(
-        StatusCode::OK,
-        &obj([
-            ("total_rows", total.into()),
-            ("offset", skip.into()),
-            ("rows", Value::Array(rows)),
-        ]),
-    ))
+    out.extend_from_slice(b"\n]}\n");
+    Ok(json_bytes_resp(StatusCode::OK, out))
 }

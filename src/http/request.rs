@@ -155,12 +155,24 @@ pub fn obj<const N: usize>(members: [(&str, Value); N]) -> Value {
 pub fn json_resp(status: StatusCode, v: &Value) -> Resp {
     let mut bytes = serde_json::to_vec(v).unwrap_or_default();
     bytes.push(b'\n');
+    json_bytes_resp(status, bytes)
+}
+
+/// A JSON answer already serialized (responses that splice stored document bytes).
+pub fn json_bytes_resp(status: StatusCode, bytes: Vec<u8>) -> Resp {
     hyper::Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("cache-control", "must-revalidate")
         .body(Body::from_bytes(bytes))
         .unwrap_or_else(|_| hyper::Response::new(Body::empty()))
+}
+
+/// Appends a value's JSON to a response being written as bytes.
+pub fn write_json(out: &mut Vec<u8>, v: &Value) -> Result<(), ApiError> {
+    // Writing a `Value` into a `Vec` cannot fail; the error is mapped, not unwrapped.
+    serde_json::to_writer(out, v)
+        .map_err(|e| ApiError::from(crate::store::StoreError::Corrupt(e.to_string())))
 }
 
 pub fn error_resp(e: &ApiError) -> Resp {

@@ -99,6 +99,9 @@ pub struct ReadOpts {
     pub attachments: AttMode,
 }
 
+/// How a read turns one leaf revision into its answer: a JSON value or JSON bytes.
+type Render<T> = fn(&Database, &str, &DocRecord, usize, &ReadOpts) -> Result<T>;
+
 /// A sled range, forwards or reversed.
 type KvIter = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
 
@@ -341,10 +344,21 @@ impl Database {
 
     /// `GET /db/doc[?rev=]`: the winner (404 `deleted` if it is a tombstone) or a given leaf.
     pub fn get(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Value> {
-        retry_raced(|| self.get_once(id, rev, opts))
+        retry_raced(|| self.get_once(id, rev, opts, Database::doc_json))
     }
 
-    fn get_once(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Value> {
+    /// [`Database::get`] as JSON bytes, the body spliced in ([`Database::write_doc`]).
+    pub fn get_bytes(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Vec<u8>> {
+        retry_raced(|| self.get_once(id, rev, opts, Database::doc_bytes))
+    }
+
+    fn get_once<T>(
+        &self,
+        id: &str,
+        rev: Option<&Rev>,
+        opts: &ReadOpts,
+        render: Render<T>,
+    ) -> Result<T> {
         let rec = self.record(id)?.ok_or(StoreError::NotFound("missing"))?;
         let idx = match rev {
             None => {
@@ -359,7 +373,7 @@ impl Database {
                 _ => return Err(StoreError::NotFound("missing")),
             },
         };
-        self.doc_json(id, &rec, idx, opts)
+        render(self, id, &rec, idx, opts)
     }
 
     /// `open_revs`: all leaves (`None`) or the given revisions; with `latest`, a non-leaf
@@ -371,23 +385,35 @@ impl Database {
         latest: bool,
         opts: &ReadOpts,
     ) -> Result<Vec<std::result::Result<Value, String>>> {
-        retry_raced(|| self.open_revs_once(id, revs, latest, opts))
+        retry_raced(|| self.open_revs_once(id, revs, latest, opts, Database::doc_json))
     }
 
-    fn open_revs_once(
+    /// [`Database::open_revs`] as JSON bytes, the bodies spliced in (`_bulk_get`).
+    pub fn open_revs_bytes(
         &self,
         id: &str,
         revs: Option<&[Rev]>,
         latest: bool,
         opts: &ReadOpts,
-    ) -> Result<Vec<std::result::Result<Value, String>>> {
+    ) -> Result<Vec<std::result::Result<Vec<u8>, String>>> {
+        retry_raced(|| self.open_revs_once(id, revs, latest, opts, Database::doc_bytes))
+    }
+
+    fn open_revs_once<T>(
+        &self,
+        id: &str,
+        revs: Option<&[Rev]>,
+        latest: bool,
+        opts: &ReadOpts,
+        render: Render<T>,
+    ) -> Result<Vec<std::result::Result<T, String>>> {
         let rec = self.record(id)?;
         let mut out = Vec::new();
         match (revs, rec) {
             (None, None) => return Err(StoreError::NotFound("missing")),
             (None, Some(rec)) => {
                 for leaf in rec.tree.leaves() {
-                    out.push(Ok(self.doc_json(id, &rec, leaf, opts)?));
+                    out.push(Ok(render(self, id, &rec, leaf, opts)?));
                 }
             }
             (Some(revs), rec) => {
@@ -399,13 +425,13 @@ impl Database {
                     match found {
                         Some((rec, i)) if rec.tree.is_leaf(i) => {
                             if seen.insert(i) {
-                                out.push(Ok(self.doc_json(id, rec, i, opts)?));
+                                out.push(Ok(render(self, id, rec, i, opts)?));
                             }
                         }
                         Some((rec, i)) if latest => {
                             for leaf in rec.tree.leaves_under(i) {
                                 if seen.insert(leaf) {
-                                    out.push(Ok(self.doc_json(id, rec, leaf, opts)?));
+                                    out.push(Ok(render(self, id, rec, leaf, opts)?));
                                 }
                             }
                         }
@@ -414,6 +440,12 @@ impl Database {
                 }
             }
         }
+        Ok(out)
+    }
+
+    fn doc_bytes(&self, id: &str, rec: &DocRecord, idx: usize, opts: &ReadOpts) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(1024);
+        self.write_doc(&mut out, id, rec, idx, opts)?;
         Ok(out)
     }
 
@@ -470,21 +502,81 @@ impl Database {
             }
             m.insert("_attachments".into(), Value::Object(atts));
         }
+        m.extend(self.extras(rec, idx, opts).map(|(k, v)| (k.to_owned(), v)));
+        Ok(Value::Object(m))
+    }
+
+    /// Appends to `out` the JSON [`Database::doc_json`] builds, as bytes. The stored body is
+    /// spliced in as it is (no parse, no map, no reserialization) unless attachment data must
+    /// be inlined into it: feeds, `_all_docs` and `_bulk_get` send thousands of bodies, and
+    /// rebuilding each one was most of their cost. Equal to `doc_json` as JSON; only the
+    /// position of `_attachments` among the members may differ.
+    pub fn write_doc(
+        &self,
+        out: &mut Vec<u8>,
+        id: &str,
+        rec: &DocRecord,
+        idx: usize,
+        opts: &ReadOpts,
+    ) -> Result<()> {
+        let node = rec.tree.node(idx);
+        let bytes = self.body_bytes(id, &node.rev)?;
+        let inline_atts = opts.attachments != AttMode::Stubs
+            && memchr::memmem::find(&bytes, b"\"_attachments\":").is_some();
+        let inner = bytes.strip_prefix(b"{").and_then(|b| b.strip_suffix(b"}"));
+        let Some(inner) = inner.filter(|_| !inline_atts) else {
+            let doc = self.doc_json(id, rec, idx, opts)?;
+            return serde_json::to_writer(out, &doc)
+                .map_err(|e| StoreError::Corrupt(e.to_string()));
+        };
+        out.extend_from_slice(b"{\"_id\":");
+        write_json(out, id)?;
+        out.extend_from_slice(b",\"_rev\":\"");
+        out.extend_from_slice(node.rev.to_string().as_bytes());
+        out.push(b'"');
+        if !inner.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(inner);
+        }
+        if node.deleted {
+            out.extend_from_slice(b",\"_deleted\":true");
+        }
+        for (k, v) in self.extras(rec, idx, opts) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+            write_json(out, &v)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// The members a read adds after the body: `_conflicts`, `_deleted_conflicts`,
+    /// `_local_seq`, `_revs_info`, `_revisions`, as the options ask.
+    fn extras(
+        &self,
+        rec: &DocRecord,
+        idx: usize,
+        opts: &ReadOpts,
+    ) -> impl Iterator<Item = (&'static str, Value)> {
+        let tree = &rec.tree;
+        let node = tree.node(idx);
+        let mut m = Vec::new();
         let winner = tree.winner();
         if opts.conflicts && winner == Some(idx) {
             let c = self.other_leaves(tree, idx, false);
             if !c.is_empty() {
-                m.insert("_conflicts".into(), json!(c));
+                m.push(("_conflicts", json!(c)));
             }
         }
         if opts.deleted_conflicts && winner == Some(idx) {
             let c = self.other_leaves(tree, idx, true);
             if !c.is_empty() {
-                m.insert("_deleted_conflicts".into(), json!(c));
+                m.push(("_deleted_conflicts", json!(c)));
             }
         }
         if opts.local_seq {
-            m.insert("_local_seq".into(), json!(rec.seq));
+            m.push(("_local_seq", json!(rec.seq)));
         }
         if opts.revs_info {
             let info: Vec<Value> = tree
@@ -500,17 +592,14 @@ impl Database {
                     json!({"rev": r.to_string(), "status": status})
                 })
                 .collect();
-            m.insert("_revs_info".into(), Value::Array(info));
+            m.push(("_revs_info", Value::Array(info)));
         }
         if opts.revs {
             let path = tree.path(idx);
             let ids: Vec<&str> = path.iter().map(|r| r.hash.as_str()).collect();
-            m.insert(
-                "_revisions".into(),
-                json!({"start": node.rev.pos, "ids": ids}),
-            );
+            m.push(("_revisions", json!({"start": node.rev.pos, "ids": ids})));
         }
-        Ok(Value::Object(m))
+        m.into_iter()
     }
 
     fn other_leaves(&self, tree: &RevTree, winner: usize, deleted: bool) -> Vec<String> {
@@ -814,6 +903,10 @@ fn encode_meta(m: &Meta) -> Vec<u8> {
 
 /// A random 32-hex id, as CouchDB's `_uuids` gives.
 /// Reads again while a concurrent write keeps replacing what is being read.
+fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) -> Result<()> {
+    serde_json::to_writer(out, v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn retry_raced<T>(f: impl Fn() -> Result<T>) -> Result<T> {
     for _ in 0..8 {
         match f() {
