@@ -692,3 +692,123 @@ fn spliced_documents_equal_built_ones_for_every_option() {
     // 5 docs; `conflicted` has 3 leaves: 7 leaves, 33 option sets each.
     assert_eq!(checked, 7 * 33);
 }
+
+/// sled's background threads can hold a closed store's file lock for a moment.
+fn until_unlocked<T>(open: impl Fn() -> Option<T>) -> T {
+    for _ in 0..50 {
+        if let Some(t) = open() {
+            return t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the store stayed locked for 5 s")
+}
+
+/// A store written in format 1 (bodies under `b` keys, an `e` key per locally edited document)
+/// opens with every document, body, conflict and edited mark intact, and no old key is left.
+#[test]
+fn format_1_store_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree_name = "db/old/1-abc";
+    {
+        let sled = sled::open(dir.path()).unwrap();
+        let catalog = sled.open_tree("catalog").unwrap();
+        catalog
+            .insert(
+                "old",
+                json!({"tree": tree_name, "instance_start_time": "1"})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+        let t = sled.open_tree(tree_name).unwrap();
+        // Format 1 record: seq u64, node count u32, per node pos u64, deleted u8, parent u32,
+        // hash length u16, hash — all little-endian, nothing after the nodes.
+        let record = |seq: u64, nodes: &[(u64, bool, u32, &str)]| {
+            let mut v = seq.to_le_bytes().to_vec();
+            v.extend_from_slice(&(nodes.len() as u32).to_le_bytes());
+            for (pos, deleted, parent, hash) in nodes {
+                v.extend_from_slice(&pos.to_le_bytes());
+                v.push(*deleted as u8);
+                v.extend_from_slice(&parent.to_le_bytes());
+                v.extend_from_slice(&(hash.len() as u16).to_le_bytes());
+                v.extend_from_slice(hash.as_bytes());
+            }
+            v
+        };
+        let body_key = |id: &str, rev: &str| {
+            let mut k = vec![b'b'];
+            k.extend_from_slice(&(id.len() as u32).to_be_bytes());
+            k.extend_from_slice(id.as_bytes());
+            k.extend_from_slice(rev.as_bytes());
+            k
+        };
+        let root = u32::MAX;
+        t.insert(
+            b"dmine",
+            record(1, &[(1, false, root, "aa"), (2, false, 0, "bb")]),
+        )
+        .unwrap();
+        t.insert(body_key("mine", "2-bb"), &br#"{"v":"mine"}"#[..])
+            .unwrap();
+        t.insert(b"emine", &b""[..]).unwrap();
+        t.insert(
+            b"dtheirs",
+            record(2, &[(1, false, root, "cc"), (1, false, root, "dd")]),
+        )
+        .unwrap();
+        t.insert(body_key("theirs", "1-cc"), &br#"{"v":"c"}"#[..])
+            .unwrap();
+        t.insert(body_key("theirs", "1-dd"), &br#"{"v":"d"}"#[..])
+            .unwrap();
+        let mut s1 = vec![b's'];
+        s1.extend_from_slice(&1u64.to_be_bytes());
+        t.insert(s1, &b"mine"[..]).unwrap();
+        let mut s2 = vec![b's'];
+        s2.extend_from_slice(&2u64.to_be_bytes());
+        t.insert(s2, &b"theirs"[..]).unwrap();
+        let meta = json!({"update_seq": 2, "purge_seq": 0, "doc_count": 2, "del_count": 0,
+            "revs_limit": 1000, "purged_infos_limit": 1000, "external": 31});
+        t.insert(b"mmeta", meta.to_string().as_bytes()).unwrap();
+        sled.flush().unwrap();
+    }
+    {
+        let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        let db = store.db("old").unwrap();
+        let mine = db.get("mine", None, &ReadOpts::default()).unwrap();
+        assert_eq!(mine, json!({"_id": "mine", "_rev": "2-bb", "v": "mine"}));
+        assert!(db.edited_locally("mine").unwrap());
+        assert!(!db.edited_locally("theirs").unwrap());
+        let opts = ReadOpts {
+            conflicts: true,
+            ..Default::default()
+        };
+        let theirs = db.get("theirs", None, &opts).unwrap();
+        assert_eq!(
+            theirs,
+            json!({"_id": "theirs", "_rev": "1-dd", "v": "d", "_conflicts": ["1-cc"]})
+        );
+        assert_eq!(
+            change_ids(&db, 0),
+            vec![(1, "mine".into()), (2, "theirs".into())]
+        );
+        // Still writable, and a second open finds nothing to do.
+        put(&db, json!({"_id": "mine", "_rev": "2-bb", "v": 3})).unwrap();
+    }
+    let store = until_unlocked(|| Store::open(&StoreConfig::new(dir.path())).ok());
+    let db = store.db("old").unwrap();
+    assert_eq!(db.get("mine", None, &ReadOpts::default()).unwrap()["v"], 3);
+    assert_eq!(
+        db.get("theirs", None, &ReadOpts::default()).unwrap()["v"],
+        "d"
+    );
+    drop((db, store));
+    let sled = until_unlocked(|| sled::open(dir.path()).ok());
+    let t = sled.open_tree(tree_name).unwrap();
+    assert_eq!(t.scan_prefix(b"b").count(), 0, "format-1 body keys remain");
+    assert_eq!(
+        t.scan_prefix(b"e").count(),
+        0,
+        "format-1 edited keys remain"
+    );
+}

@@ -3,14 +3,14 @@
 //!
 //! | key                                   | value                                        |
 //! |---------------------------------------|----------------------------------------------|
-//! | `d` id                                | [`DocRecord`]: latest seq + revision tree    |
+//! | `d` id                                | [`DocRecord`]: seq, revision tree, leaf bodies |
 //! | `s` seq (u64 BE)                      | doc id: one entry per document, its latest   |
-//! | `b` len(id) (u32 BE) id rev           | JSON body of a leaf revision                 |
+//! | `b` len(id) (u32 BE) id rev           | format 1 only: a leaf's body (migrated away) |
 //! | `a` digest                            | attachment bytes, shared by every revision   |
 //! | `l` id                                | `_local` document JSON                       |
 //! | `m` name                              | database metadata (counters, limits, security)|
 //! | `p` purge_seq (u64 BE)                | purge info JSON `{"id","revs"}`              |
-//! | `e` id                                | empty: the doc had an interactive edit here  |
+//! | `e` id                                | format 1 only: edited here (migrated away)   |
 
 use super::error::{Result, StoreError};
 use super::rev::Rev;
@@ -88,22 +88,61 @@ fn prefixed(tag: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-/// What the store keeps per document besides bodies.
+/// Everything the store keeps per document, in one value: sequence, revision tree, whether it
+/// was ever edited here, and the JSON body of every leaf revision. One value per document
+/// means a write is two sled inserts (this and its by-seq entry) and a read that needs a body
+/// costs no second lookup and always sees the body of the tree it read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DocRecord {
     /// The document's latest update sequence (its single entry in the by-sequence index).
     pub seq: u64,
     pub tree: RevTree,
+    /// Some revision was written here by an interactive edit, rather than only arriving by
+    /// replication: what "received only" means when a share is stopped with purge.
+    pub edited: bool,
+    /// The stored body of each leaf revision (invariant: exactly the leaves have one).
+    bodies: Vec<(Rev, sled::IVec)>,
 }
 
 const NO_PARENT: u32 = u32::MAX;
 
 impl DocRecord {
+    pub fn new(seq: u64, tree: RevTree) -> DocRecord {
+        DocRecord {
+            seq,
+            tree,
+            edited: false,
+            bodies: Vec::new(),
+        }
+    }
+
+    /// The stored JSON body of a leaf revision.
+    pub fn body(&self, rev: &Rev) -> Option<&sled::IVec> {
+        self.bodies.iter().find(|(r, _)| r == rev).map(|(_, b)| b)
+    }
+
+    pub fn set_body(&mut self, rev: Rev, body: sled::IVec) {
+        self.remove_body(&rev);
+        self.bodies.push((rev, body));
+    }
+
+    pub fn remove_body(&mut self, rev: &Rev) -> Option<sled::IVec> {
+        let i = self.bodies.iter().position(|(r, _)| r == rev)?;
+        Some(self.bodies.swap_remove(i).1)
+    }
+
+    pub fn bodies(&self) -> impl Iterator<Item = &sled::IVec> {
+        self.bodies.iter().map(|(_, b)| b)
+    }
+
     /// Layout: seq u64, node count u32, then per node: pos u64, flags u8 (bit 0 = deleted),
-    /// parent u32 (MAX = root), hash length u16, hash bytes. All little-endian.
+    /// parent u32 (MAX = root), hash length u16, hash bytes; then record flags u8 (bit 0 =
+    /// edited here), body count u32, and per body: node index u32, length u32, JSON bytes.
+    /// All little-endian. Format 1 (before bodies moved in) ended after the nodes.
     pub fn encode(&self) -> Vec<u8> {
         let nodes = self.tree.nodes();
-        let mut out = Vec::with_capacity(12 + nodes.len() * 48);
+        let body_bytes: usize = self.bodies.iter().map(|(_, b)| 8 + b.len()).sum();
+        let mut out = Vec::with_capacity(17 + nodes.len() * 48 + body_bytes);
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&(nodes.len() as u32).to_le_bytes());
         for n in nodes {
@@ -114,11 +153,59 @@ impl DocRecord {
             out.extend_from_slice(&(n.rev.hash.len() as u16).to_le_bytes());
             out.extend_from_slice(n.rev.hash.as_bytes());
         }
+        out.push(self.edited as u8);
+        let bodies: Vec<(u32, &sled::IVec)> = self
+            .bodies
+            .iter()
+            .filter_map(|(r, b)| self.tree.find(r).map(|i| (i as u32, b)))
+            .collect();
+        out.extend_from_slice(&(bodies.len() as u32).to_le_bytes());
+        for (i, b) in bodies {
+            out.extend_from_slice(&i.to_le_bytes());
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<DocRecord> {
+    /// Decodes a record; bodies are slices of `bytes`, not copies.
+    pub fn decode(bytes: &sled::IVec) -> Result<DocRecord> {
+        let mut r = Reader {
+            bytes: &bytes[..],
+            at: 0,
+        };
+        let mut rec = DocRecord::decode_head(&mut r)?;
+        rec.edited = r.take(1)?[0] & 1 == 1;
+        let count = r.u32()? as usize;
+        for _ in 0..count {
+            let node = r.u32()? as usize;
+            let len = r.u32()? as usize;
+            let at = r.at;
+            r.take(len)?;
+            if node >= rec.tree.nodes().len() {
+                return Err(corrupt());
+            }
+            let rev = rec.tree.node(node).rev.clone();
+            rec.bodies.push((rev, bytes.subslice(at, len)));
+        }
+        if r.at != bytes.len() {
+            return Err(corrupt());
+        }
+        Ok(rec)
+    }
+
+    /// Decodes a format-1 record (sequence and tree only; bodies and the edited mark lived
+    /// under their own keys), for the one-time migration.
+    pub fn decode_v1(bytes: &[u8]) -> Result<DocRecord> {
         let mut r = Reader { bytes, at: 0 };
+        let rec = DocRecord::decode_head(&mut r)?;
+        if r.at != bytes.len() {
+            return Err(corrupt());
+        }
+        Ok(rec)
+    }
+
+    fn decode_head(r: &mut Reader<'_>) -> Result<DocRecord> {
         let seq = r.u64()?;
         let count = r.u32()? as usize;
         let mut nodes = Vec::with_capacity(count.min(4096));
@@ -140,7 +227,7 @@ impl DocRecord {
             });
         }
         let tree = RevTree::from_nodes(nodes).ok_or_else(corrupt)?;
-        Ok(DocRecord { seq, tree })
+        Ok(DocRecord::new(seq, tree))
     }
 }
 
@@ -181,18 +268,32 @@ mod tests {
         let mut tree = RevTree::new();
         tree.merge_path(&[Rev::new(2, "bb"), Rev::new(1, "aa")], false);
         tree.merge_path(&[Rev::new(2, "cc"), Rev::new(1, "aa")], true);
-        let rec = DocRecord { seq: 42, tree };
-        assert_eq!(DocRecord::decode(&rec.encode()).unwrap(), rec);
+        let mut rec = DocRecord::new(42, tree);
+        rec.edited = true;
+        rec.set_body(Rev::new(2, "bb"), sled::IVec::from(&br#"{"a":1}"#[..]));
+        rec.set_body(Rev::new(2, "cc"), sled::IVec::from(&b"{}"[..]));
+        let back = DocRecord::decode(&rec.encode().into()).unwrap();
+        assert_eq!(back.seq, 42);
+        assert_eq!(back.tree, rec.tree);
+        assert!(back.edited);
+        assert_eq!(&back.body(&Rev::new(2, "bb")).unwrap()[..], br#"{"a":1}"#);
+        assert_eq!(&back.body(&Rev::new(2, "cc")).unwrap()[..], b"{}");
+        assert!(back.body(&Rev::new(1, "aa")).is_none());
     }
 
     #[test]
     fn truncated_records_are_errors_not_panics() {
         let mut tree = RevTree::new();
         tree.merge_path(&[Rev::new(1, "aa")], false);
-        let bytes = DocRecord { seq: 1, tree }.encode();
+        let mut rec = DocRecord::new(1, tree);
+        rec.set_body(Rev::new(1, "aa"), sled::IVec::from(&b"{\"x\":true}"[..]));
+        let bytes = rec.encode();
         for cut in 0..bytes.len() {
-            assert!(DocRecord::decode(&bytes[..cut]).is_err());
+            assert!(DocRecord::decode(&bytes[..cut].into()).is_err());
         }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(DocRecord::decode(&longer.into()).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! - every write request is one sled batch: document records, bodies, by-seq entries,
 //!   attachment data and counters change together or not at all;
 //! - writers are serialized by `meta`'s mutex; readers never take it;
-//! - a body is stored for every leaf revision and for no other;
+//! - a body is stored, inside the document record, for every leaf revision and no other;
 //! - the by-seq index holds exactly one entry per document, at its record's `seq`;
 //! - a write is acknowledged only after the group commit put it on disk.
 
@@ -246,7 +246,7 @@ impl Database {
                     } else if new_edits {
                         let r = w.edit(upd)?;
                         if r.is_ok() {
-                            w.edited.insert(id.clone());
+                            w.mark_edited(&id);
                         }
                         r
                     } else {
@@ -297,27 +297,6 @@ impl Database {
         }
     }
 
-    fn body(&self, id: &str, rev: &Rev) -> Result<Map<String, Value>> {
-        let bytes = self.body_bytes(id, rev)?;
-        match serde_json::from_slice(&bytes) {
-            Ok(Value::Object(m)) => Ok(m),
-            _ => Err(StoreError::Corrupt(format!("body of {id} {rev}"))),
-        }
-    }
-
-    fn body_bytes(&self, id: &str, rev: &Rev) -> Result<sled::IVec> {
-        self.tree.get(codec::body_key(id, rev))?.map_or_else(
-            || match self.record(id) {
-                Ok(Some(r)) if r.tree.find(rev).is_some_and(|i| r.tree.is_leaf(i)) => {
-                    Err(StoreError::Corrupt(format!("missing body of {id} {rev}")))
-                }
-                Ok(_) => Err(StoreError::Raced(id.to_owned())),
-                Err(e) => Err(e),
-            },
-            Ok,
-        )
-    }
-
     /// A leaf revision as a selector sees it, decoding only the top-level members in
     /// `fields` (plus `_id`, `_rev`, `_deleted`): for a selector whose
     /// [`top_fields`](crate::mango::Selector::top_fields) are `fields`, this matches exactly
@@ -330,8 +309,8 @@ impl Database {
         fields: &[String],
     ) -> Result<Value> {
         let node = rec.tree.node(idx);
-        let bytes = self.body_bytes(id, &node.rev)?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let bytes = body_bytes(id, rec, &node.rev)?;
+        let mut de = serde_json::Deserializer::from_slice(bytes);
         let mut m = serde::de::DeserializeSeed::deserialize(OnlyFields(fields), &mut de)
             .map_err(|_| StoreError::Corrupt(format!("body of {id} {}", node.rev)))?;
         m.insert("_id".into(), Value::String(id.to_owned()));
@@ -459,7 +438,7 @@ impl Database {
     ) -> Result<Value> {
         let tree = &rec.tree;
         let node = tree.node(idx);
-        let mut body = self.body(id, &node.rev)?;
+        let mut body = parse_body(id, &node.rev, body_bytes(id, rec, &node.rev)?)?;
         let mut m = Map::with_capacity(body.len() + 4);
         m.insert("_id".into(), Value::String(id.to_owned()));
         m.insert("_rev".into(), Value::String(node.rev.to_string()));
@@ -520,9 +499,9 @@ impl Database {
         opts: &ReadOpts,
     ) -> Result<()> {
         let node = rec.tree.node(idx);
-        let bytes = self.body_bytes(id, &node.rev)?;
+        let bytes = body_bytes(id, rec, &node.rev)?;
         let inline_atts = opts.attachments != AttMode::Stubs
-            && memchr::memmem::find(&bytes, b"\"_attachments\":").is_some();
+            && memchr::memmem::find(bytes, b"\"_attachments\":").is_some();
         let inner = bytes.strip_prefix(b"{").and_then(|b| b.strip_suffix(b"}"));
         let Some(inner) = inner.filter(|_| !inline_atts) else {
             let doc = self.doc_json(id, rec, idx, opts)?;
@@ -712,7 +691,7 @@ impl Database {
     /// than only arriving by replication): what "received only" means when a share is
     /// stopped with purge.
     pub fn edited_locally(&self, id: &str) -> Result<bool> {
-        Ok(self.tree.contains_key(codec::edited_key(id))?)
+        Ok(self.record(id)?.is_some_and(|r| r.edited))
     }
 
     /// How many documents changed after `since` (CouchDB's `pending`), exact up to
@@ -860,13 +839,15 @@ impl Database {
     pub fn compact(&self) -> Result<usize> {
         let mut meta = self.lock()?;
         let mut referenced = HashSet::new();
-        for kv in self.tree.scan_prefix([codec::BODY]) {
-            let (_, v) = kv?;
-            if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&v) {
-                if let Some(Value::Object(atts)) = body.get("_attachments") {
-                    for att in atts.values() {
-                        if let Some(d) = att.get("digest").and_then(Value::as_str) {
-                            referenced.insert(d.to_owned());
+        for r in self.docs_from("", false) {
+            let (_, rec) = r?;
+            for v in rec.bodies() {
+                if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(v) {
+                    if let Some(Value::Object(atts)) = body.get("_attachments") {
+                        for att in atts.values() {
+                            if let Some(d) = att.get("digest").and_then(Value::as_str) {
+                                referenced.insert(d.to_owned());
+                            }
                         }
                     }
                 }
@@ -903,6 +884,20 @@ fn encode_meta(m: &Meta) -> Vec<u8> {
 
 /// A random 32-hex id, as CouchDB's `_uuids` gives.
 /// Reads again while a concurrent write keeps replacing what is being read.
+/// The stored body of a leaf revision as a JSON object.
+fn parse_body(id: &str, rev: &Rev, bytes: &[u8]) -> Result<Map<String, Value>> {
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(StoreError::Corrupt(format!("body of {id} {rev}"))),
+    }
+}
+
+/// The stored body bytes of a leaf revision: every leaf has one (a record invariant).
+fn body_bytes<'r>(id: &str, rec: &'r DocRecord, rev: &Rev) -> Result<&'r sled::IVec> {
+    rec.body(rev)
+        .ok_or_else(|| StoreError::Corrupt(format!("missing body of {id} {rev}")))
+}
+
 fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) -> Result<()> {
     serde_json::to_writer(out, v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -940,12 +935,9 @@ struct Writer<'a> {
     docs: HashMap<String, DocState>,
     /// Ids in the order they were first changed: the order their sequences are assigned in.
     order: Vec<String>,
-    bodies: HashMap<Vec<u8>, Option<Vec<u8>>>,
     atts: HashMap<String, Vec<u8>>,
     locals: HashMap<String, Option<Value>>,
     purge_infos: Vec<Value>,
-    /// Documents given a revision by an interactive edit in this batch.
-    edited: HashSet<String>,
     changed: bool,
 }
 
@@ -964,11 +956,9 @@ impl<'a> Writer<'a> {
             meta,
             docs: HashMap::new(),
             order: Vec::new(),
-            bodies: HashMap::new(),
             atts: HashMap::new(),
             locals: HashMap::new(),
             purge_infos: Vec::new(),
-            edited: HashSet::new(),
             changed: false,
         }
     }
@@ -988,34 +978,42 @@ impl<'a> Writer<'a> {
         Ok(self.docs.get_mut(id).expect("inserted above"))
     }
 
+    /// A leaf's body as the batch has it so far (the document's state was loaded first).
     fn body(&self, id: &str, rev: &Rev) -> Result<Map<String, Value>> {
-        let key = codec::body_key(id, rev);
-        match self.bodies.get(&key) {
-            Some(Some(bytes)) => match serde_json::from_slice(bytes) {
-                Ok(Value::Object(m)) => Ok(m),
-                _ => Err(StoreError::Corrupt("pending body".into())),
-            },
-            Some(None) => Ok(Map::new()),
-            None => self.db.body(id, rev),
-        }
+        let rec = self
+            .docs
+            .get(id)
+            .and_then(|st| st.current.as_ref())
+            .ok_or_else(|| StoreError::Corrupt(format!("no record for {id}")))?;
+        parse_body(id, rev, body_bytes(id, rec, rev)?)
     }
 
-    fn put_body(&mut self, id: &str, rev: &Rev, body: &Value) {
+    /// The record this batch is building for a document, made empty if there is none yet.
+    fn current(&mut self, id: &str) -> Result<&mut DocRecord> {
+        Ok(self
+            .state(id)?
+            .current
+            .get_or_insert_with(|| DocRecord::new(0, RevTree::default())))
+    }
+
+    fn put_body(&mut self, id: &str, rev: &Rev, body: &Value) -> Result<()> {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         self.meta.external += bytes.len() as u64;
-        self.bodies.insert(codec::body_key(id, rev), Some(bytes));
+        self.current(id)?.set_body(rev.clone(), bytes.into());
+        Ok(())
     }
 
     fn remove_body(&mut self, id: &str, rev: &Rev) -> Result<()> {
-        let key = codec::body_key(id, rev);
-        let len = match self.bodies.get(&key) {
-            Some(Some(b)) => b.len(),
-            Some(None) => 0,
-            None => self.db.tree.get(&key)?.map_or(0, |b| b.len()),
-        };
-        self.meta.external = self.meta.external.saturating_sub(len as u64);
-        self.bodies.insert(key, None);
+        if let Some(b) = self.current(id)?.remove_body(rev) {
+            self.meta.external = self.meta.external.saturating_sub(b.len() as u64);
+        }
         Ok(())
+    }
+
+    fn mark_edited(&mut self, id: &str) {
+        if let Some(rec) = self.docs.get_mut(id).and_then(|st| st.current.as_mut()) {
+            rec.edited = true;
+        }
     }
 
     fn att_known(&self, digest: &str) -> Result<bool> {
@@ -1037,8 +1035,10 @@ impl<'a> Writer<'a> {
         let st = self.state(id)?;
         let mut tree = tree;
         tree.stem(limit);
-        let seq = st.current.as_ref().map_or(0, |r| r.seq);
-        st.current = Some(DocRecord { seq, tree });
+        let rec = st
+            .current
+            .get_or_insert_with(|| DocRecord::new(0, RevTree::default()));
+        rec.tree = tree;
         if !st.dirty {
             st.dirty = true;
             self.order.push(id.to_owned());
@@ -1091,7 +1091,7 @@ impl<'a> Writer<'a> {
         if let Some(p) = &parent_rev {
             self.remove_body(&upd.id, p)?;
         }
-        self.put_body(&upd.id, &rev, &body);
+        self.put_body(&upd.id, &rev, &body)?;
         self.set_record(&upd.id, tree)?;
         Ok(Ok(rev.to_string()))
     }
@@ -1156,7 +1156,7 @@ impl<'a> Writer<'a> {
         for old in before.iter().filter(|r| !after.contains(r)) {
             self.remove_body(&upd.id, old)?;
         }
-        self.put_body(&upd.id, &rev, &Value::Object(body));
+        self.put_body(&upd.id, &rev, &Value::Object(body))?;
         self.set_record(&upd.id, tree)?;
         Ok(Ok(rev.to_string()))
     }
@@ -1302,7 +1302,6 @@ impl<'a> Writer<'a> {
                 }
                 None => {
                     batch.remove(codec::doc_key(&id));
-                    batch.remove(codec::edited_key(&id));
                     if was {
                         dec(&mut self.meta, was_deleted);
                     }
@@ -1311,17 +1310,8 @@ impl<'a> Writer<'a> {
             }
             st.original = st.current.clone();
         }
-        for id in self.edited.drain() {
-            batch.insert(codec::edited_key(&id), &[][..]);
-        }
         // A purge that removed whole documents still moves the update sequence.
         self.meta.update_seq += purged_whole;
-        for (key, body) in self.bodies.drain() {
-            match body {
-                Some(b) => batch.insert(key, b),
-                None => batch.remove(key),
-            }
-        }
         for (digest, data) in self.atts.drain() {
             batch.insert(codec::att_key(&digest), data);
         }

@@ -10,6 +10,7 @@ pub mod database;
 pub mod doc;
 pub mod durability;
 pub mod error;
+mod migrate;
 pub mod rev;
 pub mod rev_tree;
 
@@ -102,6 +103,7 @@ impl Store {
                 s.to_vec()
             }
         };
+        migrate::run(&sled, &catalog, &server)?;
         let commit = Arc::new(GroupCommit::new(sled.clone()));
         Ok(Store {
             secret,
