@@ -142,6 +142,8 @@ mod tests {
             json!({"$or": [{"type": "collection", "nested.k": 1}, {"tags": {"$elemMatch": {"$eq": "y"}}}]}),
             json!({"_id": {"$gt": "b"}, "type": {"$exists": true}}),
             json!({"_deleted": true}),
+            json!({"_rev": {"$regex": "^1-"}, "type": "item"}),
+            json!({"_deleted": {"$exists": false}}),
             json!({"type": {"$type": "null"}}),
             json!({"_attachments.f": {"$exists": true}}),
             json!({"$and": [{"$gt": null}]}),

@@ -298,7 +298,7 @@ impl Database {
     }
 
     /// A leaf revision as a selector sees it, decoding only the top-level members in
-    /// `fields` (plus `_id`, `_rev`, `_deleted`): for a selector whose
+    /// `fields` (and `_id`, `_rev`, `_deleted` only when named there): for a selector whose
     /// [`top_fields`](crate::mango::Selector::top_fields) are `fields`, this matches exactly
     /// when [`Database::doc_json`] does, and skips building the members it never reads.
     pub fn doc_for_match(
@@ -313,9 +313,15 @@ impl Database {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let mut m = serde::de::DeserializeSeed::deserialize(OnlyFields(fields), &mut de)
             .map_err(|_| StoreError::Corrupt(format!("body of {id} {}", node.rev)))?;
-        m.insert("_id".into(), Value::String(id.to_owned()));
-        m.insert("_rev".into(), Value::String(node.rev.to_string()));
-        if node.deleted {
+        // Only the members the selector reads: it never looks at the others.
+        let named = |f: &str| fields.iter().any(|x| x == f);
+        if named("_id") {
+            m.insert("_id".into(), Value::String(id.to_owned()));
+        }
+        if named("_rev") {
+            m.insert("_rev".into(), Value::String(node.rev.to_string()));
+        }
+        if node.deleted && named("_deleted") {
             m.insert("_deleted".into(), Value::Bool(true));
         }
         Ok(Value::Object(m))
@@ -1365,6 +1371,29 @@ fn dec(meta: &mut Meta, deleted: bool) {
 /// being built (`IgnoredAny`).
 struct OnlyFields<'f>(&'f [String]);
 
+/// A member name, borrowed from the input when it has no escapes (serde's own `Cow<str>`
+/// always copies: an allocation per member of every document a filter looks at).
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 impl<'de> serde::de::DeserializeSeed<'de> for OnlyFields<'_> {
     type Value = Map<String, Value>;
 
@@ -1388,7 +1417,7 @@ impl<'de> serde::de::Visitor<'de> for OnlyFields<'_> {
         mut map: A,
     ) -> std::result::Result<Self::Value, A::Error> {
         let mut out = Map::with_capacity(self.0.len());
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if self.0.iter().any(|f| *f == *key) {
                 let v: Value = map.next_value()?;
                 out.insert(key.into_owned(), v);
