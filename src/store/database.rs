@@ -231,7 +231,7 @@ impl Database {
         new_edits: bool,
     ) -> Result<Vec<DocOutcome>> {
         let mut meta = self.lock()?;
-        let mut w = Writer::new(self, meta.clone());
+        let mut w = Writer::new(self, meta.clone(), docs.len());
         let mut outcomes = Vec::with_capacity(docs.len());
         for (hint, doc) in docs {
             let outcome = match doc {
@@ -761,7 +761,7 @@ impl Database {
     /// purge sequence and, per id, the revisions actually purged.
     pub fn purge(&self, req: Vec<(String, Vec<Rev>)>) -> Result<(u64, Vec<IdRevs>)> {
         let mut meta = self.lock()?;
-        let mut w = Writer::new(self, meta.clone());
+        let mut w = Writer::new(self, meta.clone(), req.len());
         let mut out = Vec::with_capacity(req.len());
         for (id, revs) in req {
             let purged = w.purge(&id, &revs)?;
@@ -956,12 +956,14 @@ struct DocState {
 type DocResult = std::result::Result<String, DocError>;
 
 impl<'a> Writer<'a> {
-    fn new(db: &'a Database, meta: Meta) -> Writer<'a> {
+    /// A writer for a batch of about `docs` documents (sized up front: growing the map
+    /// while writing was a tenth of a `_bulk_docs` call's time).
+    fn new(db: &'a Database, meta: Meta, docs: usize) -> Writer<'a> {
         Writer {
             db,
             meta,
-            docs: HashMap::new(),
-            order: Vec::new(),
+            docs: HashMap::with_capacity(docs),
+            order: Vec::with_capacity(docs),
             atts: HashMap::new(),
             locals: HashMap::new(),
             purge_infos: Vec::new(),
