@@ -237,7 +237,7 @@ fn serve(
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let listener = listen(bind)?;
         let addr = listener.local_addr()?;
         // Startup lines go to stdout, which may be closed: never fail over it.
         use std::io::Write;
@@ -301,4 +301,19 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// A listening socket with a deep accept queue. tokio's `bind` asks for 1,024: a thousand
+/// replication jobs reconnecting at once overflowed it, and every dropped connection attempt
+/// cost its client a 1 s SYN retransmit (benches/jobs.sh p99). The kernel caps the depth at
+/// `net.core.somaxconn`.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }
