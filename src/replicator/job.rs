@@ -125,8 +125,17 @@ pub async fn run(
     }
     drop(done_tx);
 
-    let mut ticker = tokio::time::interval(spec.checkpoint_interval);
-    ticker.tick().await;
+    // The first checkpoint comes at a random point of the first one-and-a-half intervals:
+    // jobs started together (a server restart, a bulk write to `_replicator`) would
+    // otherwise all checkpoint in the same instant, forever, and each checkpoint is four
+    // flushed writes; a thousand at once held real changes up for a second.
+    let first = spec
+        .checkpoint_interval
+        .mul_f64(rand::random::<f64>() + 0.5);
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + first,
+        spec.checkpoint_interval,
+    );
     let mut next_batch = 0u64;
     let mut finished: BTreeMap<u64, Value> = BTreeMap::new();
     let mut total: Option<u64> = None;
