@@ -11,7 +11,7 @@ trap cleanup EXIT
 
 "$target/release/settee" serve --bind 127.0.0.1:0 --data "$data" > "$data/out" 2>&1 &
 spid=$!
-(cd tests/node && node start-pouchdb-server.js > "$data/pout" 2>/dev/null) &
+(cd tests/node && exec node start-pouchdb-server.js > "$data/pout" 2>/dev/null) &
 ppid_=$!
 for _ in $(seq 50); do [ -s "$data/out" ] && [ -s "$data/pout" ] && break; sleep 0.2; done
 surl=$(head -1 "$data/out" | awk '{print $4}' | sed 's:/$::')
