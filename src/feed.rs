@@ -58,13 +58,7 @@ impl FeedFilter {
                     }
                     _ => db.doc_json(&c.id, &c.record, i, &ReadOpts::default()),
                 };
-                let doc = match doc {
-                    Ok(d) => d,
-                    // Updated since this change was read: it reappears at its new sequence.
-                    Err(StoreError::Raced(_)) => return Ok(Vec::new()),
-                    Err(e) => return Err(e),
-                };
-                if sel.matches(&doc) {
+                if sel.matches(&doc?) {
                     kept.push(i);
                 }
             }

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::request::{json_bytes_resp, obj, write_json, Req, Resp};
 use super::Ctx;
 use crate::feed::FeedFilter;
-use crate::store::{Change, Database, ReadOpts, StoreError};
+use crate::store::{Change, Database, ReadOpts};
 
 /// What a feed sends, parsed once.
 struct Feed {
@@ -104,8 +104,7 @@ impl Feed {
     }
 
     /// Appends the row for a change whose listed leaves are `revs` (winner first), the
-    /// document spliced in from its stored bytes. Returns `false`, having appended nothing,
-    /// when the document changed after the scan read it: it reappears at its new sequence.
+    /// document spliced in from the stored bytes of the record the scan read.
     fn write_row(
         &self,
         db: &Database,
@@ -113,7 +112,7 @@ impl Feed {
         revs: &[usize],
         show_seq: bool,
         out: &mut Vec<u8>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<(), ApiError> {
         let tree = &c.record.tree;
         let winner = tree
             .winner()
@@ -135,7 +134,6 @@ impl Feed {
         if tree.node(winner).deleted {
             row["deleted"] = json!(true);
         }
-        let mark = out.len();
         write_json(out, &row)?;
         if self.include_docs {
             out.pop(); // the row's closing brace: the doc goes inside
@@ -144,16 +142,10 @@ impl Feed {
                 conflicts: self.conflicts,
                 ..Default::default()
             };
-            match db.write_doc(out, &c.id, &c.record, winner, &opts) {
-                Ok(()) => out.push(b'}'),
-                Err(StoreError::Raced(_)) => {
-                    out.truncate(mark);
-                    return Ok(false);
-                }
-                Err(e) => return Err(e.into()),
-            }
+            db.write_doc(out, &c.id, &c.record, winner, &opts)?;
+            out.push(b'}');
         }
-        Ok(true)
+        Ok(())
     }
 
     /// One pass over the index: appends to `out` the rows after `since` (at most `limit`
@@ -175,16 +167,12 @@ impl Feed {
             let show_seq = self
                 .seq_interval
                 .is_none_or(|n| (*sent + 1).is_multiple_of(n));
-            let mark = out.len();
             match framing {
                 Framing::Array if *sent > 0 => out.extend_from_slice(b",\n"),
                 Framing::EventSource => out.extend_from_slice(b"data: "),
                 _ => {}
             }
-            if !self.write_row(db, c, revs, show_seq, out)? {
-                out.truncate(mark);
-                continue;
-            }
+            self.write_row(db, c, revs, show_seq, out)?;
             match framing {
                 Framing::Array => {}
                 Framing::Lines => out.push(b'\n'),

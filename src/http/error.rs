@@ -79,11 +79,6 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(r) => ApiError::not_found(r),
             StoreError::BadRequest(r) => ApiError::bad_request(r),
             StoreError::Doc(d) => d.into(),
-            StoreError::Raced(id) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "raced",
-                format!("document {id} kept changing while being read; try again"),
-            ),
             StoreError::Storage(_) | StoreError::Corrupt(_) => {
                 // Internals go to the log under an id; the client sees only the id.
                 let id = crate::store::database::new_uuid();

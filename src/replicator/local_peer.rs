@@ -218,12 +218,7 @@ fn scan(
         let tree = &c.record.tree;
         let winner = tree.winner().unwrap_or(0);
         let doc = if include_docs {
-            match db.doc_json(&c.id, &c.record, winner, &ReadOpts::default()) {
-                Ok(d) => Some(d),
-                // Updated since the scan read it: it reappears at its new sequence.
-                Err(StoreError::Raced(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
+            Some(db.doc_json(&c.id, &c.record, winner, &ReadOpts::default())?)
         } else {
             None
         };

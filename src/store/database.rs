@@ -329,12 +329,12 @@ impl Database {
 
     /// `GET /db/doc[?rev=]`: the winner (404 `deleted` if it is a tombstone) or a given leaf.
     pub fn get(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Value> {
-        retry_raced(|| self.get_once(id, rev, opts, Database::doc_json))
+        self.get_once(id, rev, opts, Database::doc_json)
     }
 
     /// [`Database::get`] as JSON bytes, the body spliced in ([`Database::write_doc`]).
     pub fn get_bytes(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Vec<u8>> {
-        retry_raced(|| self.get_once(id, rev, opts, Database::doc_bytes))
+        self.get_once(id, rev, opts, Database::doc_bytes)
     }
 
     fn get_once<T>(
@@ -370,7 +370,7 @@ impl Database {
         latest: bool,
         opts: &ReadOpts,
     ) -> Result<Vec<std::result::Result<Value, String>>> {
-        retry_raced(|| self.open_revs_once(id, revs, latest, opts, Database::doc_json))
+        self.open_revs_once(id, revs, latest, opts, Database::doc_json)
     }
 
     /// [`Database::open_revs`] as JSON bytes, the bodies spliced in (`_bulk_get`).
@@ -381,7 +381,7 @@ impl Database {
         latest: bool,
         opts: &ReadOpts,
     ) -> Result<Vec<std::result::Result<Vec<u8>, String>>> {
-        retry_raced(|| self.open_revs_once(id, revs, latest, opts, Database::doc_bytes))
+        self.open_revs_once(id, revs, latest, opts, Database::doc_bytes)
     }
 
     fn open_revs_once<T>(
@@ -906,16 +906,6 @@ fn body_bytes<'r>(id: &str, rec: &'r DocRecord, rev: &Rev) -> Result<&'r sled::I
 
 fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) -> Result<()> {
     serde_json::to_writer(out, v).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn retry_raced<T>(f: impl Fn() -> Result<T>) -> Result<T> {
-    for _ in 0..8 {
-        match f() {
-            Err(StoreError::Raced(_)) => continue,
-            r => return r,
-        }
-    }
-    f()
 }
 
 pub fn new_uuid() -> String {

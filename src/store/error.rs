@@ -25,10 +25,6 @@ pub enum StoreError {
     /// Bytes on disk that do not decode: a bug or corruption, never the caller's input.
     #[error("corrupt record: {0}")]
     Corrupt(String),
-    /// A revision stopped being a leaf between reading a record and reading its body (reads
-    /// take no lock): the caller reads again, or skips a feed row that will reappear later.
-    #[error("document {0} changed while being read")]
-    Raced(String),
 }
 
 /// A per-document failure inside a batch (`_bulk_docs` answers it in that document's slot).
