@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::body::Body;
 use super::db_api::seq_json;
 use super::error::ApiError;
-use super::request::{json_bytes_resp, obj, write_json, Req, Resp};
+use super::request::{json_bytes_resp, obj, resp, write_json, Req, Resp};
 use super::Ctx;
 use crate::feed::FeedFilter;
 use crate::store::{Change, Database, ReadOpts};
@@ -266,16 +266,7 @@ fn normal(feed: Feed, db: Arc<Database>) -> Result<Resp, ApiError> {
         tail(&mut out, last, db.pending(last));
         let _ = tx.send(Bytes::from(out)).await;
     });
-    Ok(stream_resp(rx, "application/json"))
-}
-
-fn stream_resp(rx: mpsc::Receiver<Bytes>, content_type: &str) -> Resp {
-    hyper::Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", content_type)
-        .header("cache-control", "must-revalidate")
-        .body(Body::Stream(rx))
-        .unwrap_or_else(|_| hyper::Response::new(Body::empty()))
+    Ok(resp(StatusCode::OK, "application/json", Body::Stream(rx)))
 }
 
 pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiError> {
@@ -377,7 +368,7 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
             } else {
                 "application/json"
             };
-            Ok(stream_resp(rx, ct))
+            Ok(resp(StatusCode::OK, ct, Body::Stream(rx)))
         }
         other => Err(ApiError::bad_request(format!(
             "Invalid feed {other:?}: use normal, longpoll, continuous or eventsource"

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::body::Body;
 use super::db_api::blocking;
 use super::error::ApiError;
-use super::request::{json_resp, Req, Resp};
+use super::request::{json_resp, resp, Req, Resp};
 use super::Ctx;
 use crate::store::{AttInput, AttMode, DocUpdate, ReadOpts, Rev};
 
@@ -298,12 +298,9 @@ fn multipart_open_revs(res: Vec<Result<Value, String>>) -> Resp {
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--").as_bytes());
-    hyper::Response::builder()
-        .status(StatusCode::OK)
-        .header(
-            "content-type",
-            format!("multipart/mixed; boundary=\"{boundary}\""),
-        )
-        .body(Body::from_bytes(body))
-        .unwrap_or_else(|_| hyper::Response::new(Body::empty()))
+    resp(
+        StatusCode::OK,
+        &format!("multipart/mixed; boundary=\"{boundary}\""),
+        Body::from_bytes(body),
+    )
 }

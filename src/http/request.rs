@@ -160,11 +160,16 @@ pub fn json_resp(status: StatusCode, v: &Value) -> Resp {
 
 /// A JSON answer already serialized (responses that splice stored document bytes).
 pub fn json_bytes_resp(status: StatusCode, bytes: Vec<u8>) -> Resp {
+    resp(status, "application/json", Body::from_bytes(bytes))
+}
+
+/// An answer with CouchDB's usual headers: its content type and `must-revalidate`.
+pub fn resp(status: StatusCode, content_type: &str, body: Body) -> Resp {
     hyper::Response::builder()
         .status(status)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("cache-control", "must-revalidate")
-        .body(Body::from_bytes(bytes))
+        .body(body)
         .unwrap_or_else(|_| hyper::Response::new(Body::empty()))
 }
 
