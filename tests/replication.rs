@@ -155,6 +155,14 @@ fn settee_to_settee_over_http_all_selector_and_doc_ids() {
         json!({"source": url(&a, "src"), "target": url(&b, "all")}),
     );
     assert_eq!(written(&r), 0);
+    // One connection per endpoint for four workers and small batches: slower, never stuck.
+    let r = replicate(
+        &b,
+        json!({"source": url(&a, "src"), "target": url(&b, "one"), "create_target": true,
+               "http_connections": 1, "worker_processes": 4, "worker_batch_size": 5}),
+    );
+    assert_eq!(written(&r), 32, "{r}");
+    assert_replica(&src, &trees_auth(&b, "one"), all);
     // The attachment arrived with its bytes.
     let (_, _, body) = common::raw(
         &b.addr,

@@ -23,6 +23,9 @@ pub struct HttpPeer {
     name: String,
     retries: u32,
     timeout: Duration,
+    /// At most `http_connections` requests of this job to this endpoint at once (CouchDB's
+    /// per-job connection cap; the pool itself is shared by every job).
+    connections: tokio::sync::Semaphore,
     /// Cleared when the server turns out not to take `POST _changes?filter=_selector`.
     selector_ok: AtomicBool,
     /// Cleared when the server has no `_bulk_get`.
@@ -131,6 +134,7 @@ impl HttpPeer {
             name,
             retries: spec.retries_per_request,
             timeout: spec.connection_timeout,
+            connections: tokio::sync::Semaphore::new(spec.http_connections.max(1)),
             selector_ok: AtomicBool::new(true),
             bulk_get_ok: AtomicBool::new(spec.use_bulk_get),
         })
@@ -180,6 +184,11 @@ impl HttpPeer {
         body: Option<Vec<u8>>,
         extra_wait: Duration,
     ) -> Result<Reply, ReplError> {
+        let _permit = self
+            .connections
+            .acquire()
+            .await
+            .map_err(|_| ReplError::Internal("connection limit closed".into()))?;
         let mut delay = Duration::from_millis(250);
         let what = format!("{method} {}", url.path());
         let mut attempt = 0;
