@@ -271,6 +271,9 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     let atts = req.flag("attachments")? || body.get("attachments") == Some(&Value::Bool(true));
     let mut out = b"{\"results\":[".to_vec();
     for (i, d) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
         let id = d
             .get("id")
             .and_then(Value::as_str)
@@ -279,9 +282,6 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
         let rev_s = d.get("rev").and_then(Value::as_str);
         let err = |rev: &str, error: &str, reason: &str| json!({"error": {"id": id, "rev": rev, "error": error, "reason": reason}});
         if id.is_empty() {
-            if i > 0 {
-                out.push(b',');
-            }
             let row = json!({"id": id, "docs": [err("undefined", "illegal_docid", "Document id must be a string")]});
             write_json(&mut out, &row)?;
             continue;
@@ -327,9 +327,6 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
                 ))],
             },
         };
-        if i > 0 {
-            out.push(b',');
-        }
         out.extend_from_slice(b"{\"id\":");
         write_json(&mut out, &Value::String(id))?;
         out.extend_from_slice(b",\"docs\":[");
@@ -431,20 +428,13 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
             .as_array()
             .ok_or_else(|| ApiError::bad_request("`keys` must be an array"))?;
         for k in keys.iter().skip(skip).take(limit) {
-            let Some(id) = k.as_str() else {
-                next_row(&mut out, &mut n);
-                write_json(&mut out, &json!({"key": k, "error": "not_found"}))?;
-                continue;
-            };
-            match db.record(id)? {
-                Some(rec) => {
-                    next_row(&mut out, &mut n);
-                    row_for(&mut out, id, &rec)?;
-                }
-                None => {
-                    next_row(&mut out, &mut n);
-                    write_json(&mut out, &json!({"key": id, "error": "not_found"}))?;
-                }
+            next_row(&mut out, &mut n);
+            match k.as_str() {
+                Some(id) => match db.record(id)? {
+                    Some(rec) => row_for(&mut out, id, &rec)?,
+                    None => write_json(&mut out, &json!({"key": id, "error": "not_found"}))?,
+                },
+                None => write_json(&mut out, &json!({"key": k, "error": "not_found"}))?,
             }
         }
     } else {

@@ -125,7 +125,7 @@ pub async fn run(
     }
     drop(done_tx);
 
-    // The first checkpoint comes at a random point of the first one-and-a-half intervals:
+    // The first checkpoint comes at a random point between half an interval and one and a half:
     // jobs started together (a server restart, a bulk write to `_replicator`) would
     // otherwise all checkpoint in the same instant, forever, and each checkpoint is four
     // flushed writes; a thousand at once held real changes up for a second.

@@ -329,15 +329,15 @@ impl Database {
 
     /// `GET /db/doc[?rev=]`: the winner (404 `deleted` if it is a tombstone) or a given leaf.
     pub fn get(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Value> {
-        self.get_once(id, rev, opts, Database::doc_json)
+        self.get_with(id, rev, opts, Database::doc_json)
     }
 
     /// [`Database::get`] as JSON bytes, the body spliced in ([`Database::write_doc`]).
     pub fn get_bytes(&self, id: &str, rev: Option<&Rev>, opts: &ReadOpts) -> Result<Vec<u8>> {
-        self.get_once(id, rev, opts, Database::doc_bytes)
+        self.get_with(id, rev, opts, Database::doc_bytes)
     }
 
-    fn get_once<T>(
+    fn get_with<T>(
         &self,
         id: &str,
         rev: Option<&Rev>,
@@ -370,7 +370,7 @@ impl Database {
         latest: bool,
         opts: &ReadOpts,
     ) -> Result<Vec<std::result::Result<Value, String>>> {
-        self.open_revs_once(id, revs, latest, opts, Database::doc_json)
+        self.open_revs_with(id, revs, latest, opts, Database::doc_json)
     }
 
     /// [`Database::open_revs`] as JSON bytes, the bodies spliced in (`_bulk_get`).
@@ -381,10 +381,10 @@ impl Database {
         latest: bool,
         opts: &ReadOpts,
     ) -> Result<Vec<std::result::Result<Vec<u8>, String>>> {
-        self.open_revs_once(id, revs, latest, opts, Database::doc_bytes)
+        self.open_revs_with(id, revs, latest, opts, Database::doc_bytes)
     }
 
-    fn open_revs_once<T>(
+    fn open_revs_with<T>(
         &self,
         id: &str,
         revs: Option<&[Rev]>,
@@ -510,9 +510,7 @@ impl Database {
             && memchr::memmem::find(bytes, b"\"_attachments\":").is_some();
         let inner = bytes.strip_prefix(b"{").and_then(|b| b.strip_suffix(b"}"));
         let Some(inner) = inner.filter(|_| !inline_atts) else {
-            let doc = self.doc_json(id, rec, idx, opts)?;
-            return serde_json::to_writer(out, &doc)
-                .map_err(|e| StoreError::Corrupt(e.to_string()));
+            return write_json(out, &self.doc_json(id, rec, idx, opts)?);
         };
         out.extend_from_slice(b"{\"_id\":");
         write_json(out, id)?;
@@ -888,8 +886,6 @@ fn encode_meta(m: &Meta) -> Vec<u8> {
     serde_json::to_vec(m).unwrap_or_default()
 }
 
-/// A random 32-hex id, as CouchDB's `_uuids` gives.
-/// Reads again while a concurrent write keeps replacing what is being read.
 /// The stored body of a leaf revision as a JSON object.
 fn parse_body(id: &str, rev: &Rev, bytes: &[u8]) -> Result<Map<String, Value>> {
     match serde_json::from_slice(bytes) {
@@ -908,6 +904,7 @@ fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) -> Result
     serde_json::to_writer(out, v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A random 32-hex id, as CouchDB's `_uuids` gives.
 pub fn new_uuid() -> String {
     let bytes: [u8; 16] = rand::random();
     super::rev::hex(&bytes)
@@ -941,6 +938,14 @@ struct DocState {
     original: Option<DocRecord>,
     current: Option<DocRecord>,
     dirty: bool,
+}
+
+impl DocState {
+    /// The record being built, made empty if the document does not exist yet.
+    fn record_mut(&mut self) -> &mut DocRecord {
+        self.current
+            .get_or_insert_with(|| DocRecord::new(0, RevTree::default()))
+    }
 }
 
 type DocResult = std::result::Result<String, DocError>;
@@ -986,12 +991,9 @@ impl<'a> Writer<'a> {
         parse_body(id, rev, body_bytes(id, rec, rev)?)
     }
 
-    /// The record this batch is building for a document, made empty if there is none yet.
+    /// The record this batch is building for a document.
     fn current(&mut self, id: &str) -> Result<&mut DocRecord> {
-        Ok(self
-            .state(id)?
-            .current
-            .get_or_insert_with(|| DocRecord::new(0, RevTree::default())))
+        Ok(self.state(id)?.record_mut())
     }
 
     fn put_body(&mut self, id: &str, rev: &Rev, body: &Value) -> Result<()> {
@@ -1033,10 +1035,7 @@ impl<'a> Writer<'a> {
         let st = self.state(id)?;
         let mut tree = tree;
         tree.stem(limit);
-        let rec = st
-            .current
-            .get_or_insert_with(|| DocRecord::new(0, RevTree::default()));
-        rec.tree = tree;
+        st.record_mut().tree = tree;
         if !st.dirty {
             st.dirty = true;
             self.order.push(id.to_owned());

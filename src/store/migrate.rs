@@ -19,12 +19,16 @@ const BATCH: usize = 500;
 
 /// Brings every database tree named in the catalog to [`FORMAT`].
 pub fn run(sled: &sled::Db, catalog: &sled::Tree, server: &sled::Tree) -> Result<()> {
-    let format = match server.get("format")? {
-        Some(v) => u64::from_le_bytes(
+    let stored = match server.get("format")? {
+        Some(v) => Some(u64::from_le_bytes(
             v.as_ref()
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("store format".into()))?,
-        ),
+        )),
+        None => None,
+    };
+    let format = match stored {
+        Some(f) => f,
         None if catalog.is_empty() => FORMAT,
         None => 1,
     };
@@ -42,8 +46,11 @@ pub fn run(sled: &sled::Db, catalog: &sled::Tree, server: &sled::Tree) -> Result
             }
         }
     }
-    server.insert("format", &FORMAT.to_le_bytes())?;
-    sled.flush()?;
+    // An up-to-date store costs its opening nothing more than the read above.
+    if stored != Some(FORMAT) {
+        server.insert("format", &FORMAT.to_le_bytes())?;
+        sled.flush()?;
+    }
     Ok(())
 }
 
