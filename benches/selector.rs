@@ -22,7 +22,7 @@ fn main() {
     let mut matched = 0;
     let t = Instant::now();
     for _ in 0..rounds {
-        matched = docs.iter().filter(|d| selector.matches(d)).count();
+        matched = docs.iter().filter(|d| selector.matches(*d)).count();
     }
     let secs = t.elapsed().as_secs_f64();
     println!(

@@ -4,12 +4,14 @@
 //! selector-filtered replication from a local database sends exactly what
 //! `POST _changes?filter=_selector` would (and what `_find` previews).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
+use crate::mango::json::Doc;
 use crate::mango::Selector;
 use crate::store::{Change, Database, ReadOpts, StoreError};
 
-/// Special members [`Database::doc_for_match`] provides.
+/// Special members [`doc_for_match`] provides.
 const SEEN_SPECIALS: &[&str] = &["_id", "_rev", "_deleted"];
 
 /// A `_changes` filter: built-in `_doc_ids`, `_design`, `_selector`, and the feed style.
@@ -46,19 +48,20 @@ impl FeedFilter {
         if let Some(sel) = &self.selector {
             let mut kept = Vec::with_capacity(leaves.len());
             for i in leaves {
-                // Members the selector cannot see are not decoded (`_attachments` and the
-                // like are only in the full document).
-                let doc = match sel.top_fields() {
+                let hit = match sel.top_fields() {
+                    // Members the selector cannot see are not decoded, and what it reads is
+                    // borrowed from the stored body (`_attachments` and the like are only in
+                    // the full document).
                     Some(f)
                         if !f.iter().any(|k| {
                             k.starts_with('_') && !SEEN_SPECIALS.contains(&k.as_str())
                         }) =>
                     {
-                        db.doc_for_match(&c.id, &c.record, i, f)
+                        sel.matches(&doc_for_match(db, c, i, f)?)
                     }
-                    _ => db.doc_json(&c.id, &c.record, i, &ReadOpts::default()),
+                    _ => sel.matches(&db.doc_json(&c.id, &c.record, i, &ReadOpts::default())?),
                 };
-                if sel.matches(&doc?) {
+                if hit {
                     kept.push(i);
                 }
             }
@@ -66,6 +69,32 @@ impl FeedFilter {
         }
         Ok(leaves)
     }
+}
+
+/// Leaf `idx` of a change as a selector whose top fields are `fields` sees it: those members
+/// of the stored body, plus `_id`, `_rev` and `_deleted` when named there. Matches exactly
+/// when the whole document ([`Database::doc_json`]) does.
+fn doc_for_match<'c>(
+    db: &Database,
+    c: &'c Change,
+    idx: usize,
+    fields: &[String],
+) -> Result<Doc<'c>, StoreError> {
+    let node = c.record.tree.node(idx);
+    let body = db.leaf_body(&c.id, &c.record, idx)?;
+    let mut doc = Doc::object(body, Some(fields))
+        .ok_or_else(|| StoreError::Corrupt(format!("body of {} {}", c.id, node.rev)))?;
+    let named = |f: &str| fields.iter().any(|x| x == f);
+    if named("_id") {
+        doc.push("_id", Doc::Str(Cow::Borrowed(&c.id)));
+    }
+    if named("_rev") {
+        doc.push("_rev", Doc::Str(Cow::Owned(node.rev.to_string())));
+    }
+    if node.deleted && named("_deleted") {
+        doc.push("_deleted", Doc::Bool(true));
+    }
+    Ok(doc)
 }
 
 /// The result of one pass over the by-sequence index.

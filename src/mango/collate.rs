@@ -21,7 +21,9 @@ use std::sync::OnceLock;
 
 use icu_collator::options::{CollatorOptions, Strength};
 use icu_collator::{CollatorBorrowed, CollatorPreferences};
-use serde_json::{Number, Value};
+use serde_json::Number;
+
+use super::json::{Json, Object, View};
 
 struct Icu {
     tertiary: Option<CollatorBorrowed<'static>>,
@@ -169,24 +171,24 @@ pub fn cmp_num(a: &Number, b: &Number) -> Ordering {
 }
 
 #[inline]
-fn json_rank(v: &Value) -> u8 {
+fn json_rank<J: Json>(v: &View<'_, J>) -> u8 {
     match v {
-        Value::Null => 0,
-        Value::Bool(false) => 1,
-        Value::Bool(true) => 2,
-        Value::Number(_) => 3,
-        Value::String(_) => 4,
-        Value::Array(_) => 5,
-        Value::Object(_) => 6,
+        View::Null => 0,
+        View::Bool(false) => 1,
+        View::Bool(true) => 2,
+        View::Num(_) => 3,
+        View::Str(_) => 4,
+        View::Arr(_) => 5,
+        View::Obj(_) => 6,
     }
 }
 
 /// View collation (CouchDB `couch_ejson_compare:less/2`).
-pub fn cmp_json(a: &Value, b: &Value) -> Ordering {
-    match (a, b) {
-        (Value::String(x), Value::String(y)) => cmp_str(x, y),
-        (Value::Number(x), Value::Number(y)) => cmp_num(x, y),
-        (Value::Array(x), Value::Array(y)) => {
+pub fn cmp_json<A: Json, B: Json>(a: &A, b: &B) -> Ordering {
+    match (a.view(), b.view()) {
+        (View::Str(x), View::Str(y)) => cmp_str(x, y),
+        (View::Num(x), View::Num(y)) => cmp_num(x, y),
+        (View::Arr(x), View::Arr(y)) => {
             for (p, q) in x.iter().zip(y) {
                 match cmp_json(p, q) {
                     Ordering::Equal => {}
@@ -195,8 +197,8 @@ pub fn cmp_json(a: &Value, b: &Value) -> Ordering {
             }
             x.len().cmp(&y.len())
         }
-        (Value::Object(x), Value::Object(y)) => {
-            for ((ka, va), (kb, vb)) in x.iter().zip(y) {
+        (View::Obj(x), View::Obj(y)) => {
+            for ((ka, va), (kb, vb)) in x.members().zip(y.members()) {
                 match cmp_str(ka, kb) {
                     Ordering::Equal => {}
                     o => return o,
@@ -208,30 +210,30 @@ pub fn cmp_json(a: &Value, b: &Value) -> Ordering {
             }
             x.len().cmp(&y.len())
         }
-        _ => json_rank(a).cmp(&json_rank(b)),
+        (x, y) => json_rank(&x).cmp(&json_rank(&y)),
     }
 }
 
 #[inline]
-fn raw_rank(v: &Value) -> u8 {
+fn raw_rank<J: Json>(v: &View<'_, J>) -> u8 {
     // Erlang term order: number < atom (false < null < true) < tuple < list < binary.
     match v {
-        Value::Number(_) => 0,
-        Value::Bool(false) => 1,
-        Value::Null => 2,
-        Value::Bool(true) => 3,
-        Value::Object(_) => 4,
-        Value::Array(_) => 5,
-        Value::String(_) => 6,
+        View::Num(_) => 0,
+        View::Bool(false) => 1,
+        View::Null => 2,
+        View::Bool(true) => 3,
+        View::Obj(_) => 4,
+        View::Arr(_) => 5,
+        View::Str(_) => 6,
     }
 }
 
 /// Raw Erlang term order (CouchDB `mango_json:cmp_raw/2`), used for the `_id` field.
-pub fn cmp_raw(a: &Value, b: &Value) -> Ordering {
-    match (a, b) {
-        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
-        (Value::Number(x), Value::Number(y)) => cmp_num(x, y),
-        (Value::Array(x), Value::Array(y)) => {
+pub fn cmp_raw<A: Json, B: Json>(a: &A, b: &B) -> Ordering {
+    match (a.view(), b.view()) {
+        (View::Str(x), View::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (View::Num(x), View::Num(y)) => cmp_num(x, y),
+        (View::Arr(x), View::Arr(y)) => {
             for (p, q) in x.iter().zip(y) {
                 match cmp_raw(p, q) {
                     Ordering::Equal => {}
@@ -240,8 +242,8 @@ pub fn cmp_raw(a: &Value, b: &Value) -> Ordering {
             }
             x.len().cmp(&y.len())
         }
-        (Value::Object(x), Value::Object(y)) => {
-            for ((ka, va), (kb, vb)) in x.iter().zip(y) {
+        (View::Obj(x), View::Obj(y)) => {
+            for ((ka, va), (kb, vb)) in x.members().zip(y.members()) {
                 match ka.as_bytes().cmp(kb.as_bytes()) {
                     Ordering::Equal => {}
                     o => return o,
@@ -253,32 +255,32 @@ pub fn cmp_raw(a: &Value, b: &Value) -> Ordering {
             }
             x.len().cmp(&y.len())
         }
-        _ => raw_rank(a).cmp(&raw_rank(b)),
+        (x, y) => raw_rank(&x).cmp(&raw_rank(&y)),
     }
 }
 
 /// Erlang term equality: `exact` is `=:=` (`1` and `1.0` differ), otherwise `==` (they are
 /// equal). Strings and keys compare bytewise, objects in stored key order.
-pub fn term_eq(a: &Value, b: &Value, exact: bool) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
+pub fn term_eq<A: Json, B: Json>(a: &A, b: &B, exact: bool) -> bool {
+    match (a.view(), b.view()) {
+        (View::Num(x), View::Num(y)) => {
             if exact && (x.is_f64() != y.is_f64()) {
                 return false;
             }
             cmp_num(x, y) == Ordering::Equal
         }
-        (Value::String(x), Value::String(y)) => x == y,
-        (Value::Array(x), Value::Array(y)) => {
+        (View::Str(x), View::Str(y)) => x == y,
+        (View::Arr(x), View::Arr(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| term_eq(p, q, exact))
         }
-        (Value::Object(x), Value::Object(y)) => {
+        (View::Obj(x), View::Obj(y)) => {
             x.len() == y.len()
-                && x.iter()
-                    .zip(y)
+                && x.members()
+                    .zip(y.members())
                     .all(|((ka, va), (kb, vb))| ka == kb && term_eq(va, vb, exact))
         }
-        (Value::Null, Value::Null) => true,
-        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (View::Null, View::Null) => true,
+        (View::Bool(x), View::Bool(y)) => x == y,
         _ => false,
     }
 }
@@ -286,7 +288,7 @@ pub fn term_eq(a: &Value, b: &Value, exact: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn sorted_strictly(xs: &[Value], f: fn(&Value, &Value) -> Ordering) {
         for w in xs.windows(2) {

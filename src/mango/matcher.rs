@@ -8,6 +8,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use super::collate::{cmp_json, cmp_raw, term_eq};
+use super::json::{Json, Object, View};
 use super::parse::{Cond, Leaf, Node};
 use super::path::Lookup;
 
@@ -18,8 +19,9 @@ pub(crate) struct Thrown;
 
 type R = Result<bool, Thrown>;
 
+/// Compares a document value with a selector argument.
 #[inline]
-fn cmp(a: &Value, b: &Value, raw: bool) -> Ordering {
+fn cmp<J: Json>(a: &J, b: &Value, raw: bool) -> Ordering {
     if raw {
         cmp_raw(a, b)
     } else {
@@ -28,9 +30,9 @@ fn cmp(a: &Value, b: &Value, raw: bool) -> Ordering {
 }
 
 #[inline]
-fn eq(a: &Value, b: &Value, raw: bool) -> bool {
+fn eq<J: Json>(a: &J, b: &Value, raw: bool) -> bool {
     // Byte-identical strings are equal under both orders; skip the collator.
-    if let (Value::String(x), Value::String(y)) = (a, b) {
+    if let (View::Str(x), Value::String(y)) = (a.view(), b) {
         if x == y {
             return true;
         }
@@ -41,7 +43,7 @@ fn eq(a: &Value, b: &Value, raw: bool) -> bool {
     cmp(a, b, raw) == Ordering::Equal
 }
 
-pub(crate) fn eval(node: &Node, v: &Value, raw: bool) -> R {
+pub(crate) fn eval<J: Json>(node: &Node, v: &J, raw: bool) -> R {
     match node {
         Node::And(xs) => {
             for x in xs {
@@ -78,12 +80,12 @@ pub(crate) fn eval(node: &Node, v: &Value, raw: bool) -> R {
     }
 }
 
-fn eval_cond(c: &Cond, v: &Value, raw: bool) -> R {
+fn eval_cond<J: Json>(c: &Cond, v: &J, raw: bool) -> R {
     match c {
         Cond::Op(l) => Ok(eval_leaf(l, v, raw)),
         Cond::Not(c) => Ok(!eval_cond(c, v, raw)?),
         Cond::ElemMatch(sub) => {
-            if let Value::Array(xs) = v {
+            if let View::Arr(xs) = v.view() {
                 for x in xs {
                     match eval(sub, x, raw) {
                         Ok(true) => return Ok(true),
@@ -94,8 +96,8 @@ fn eval_cond(c: &Cond, v: &Value, raw: bool) -> R {
             }
             Ok(false)
         }
-        Cond::AllMatch(sub) => match v {
-            Value::Array(xs) if !xs.is_empty() => {
+        Cond::AllMatch(sub) => match v.view() {
+            View::Arr(xs) if !xs.is_empty() => {
                 for x in xs {
                     if !matches!(eval(sub, x, raw), Ok(true)) {
                         return Ok(false);
@@ -106,9 +108,9 @@ fn eval_cond(c: &Cond, v: &Value, raw: bool) -> R {
             _ => Ok(false),
         },
         Cond::KeyMapMatch(sub) => {
-            if let Value::Object(m) = v {
-                for k in m.keys() {
-                    match eval(sub, &Value::String(k.clone()), raw) {
+            if let View::Obj(m) = v.view() {
+                for (k, _) in m.members() {
+                    match eval(sub, &Value::String(k.to_owned()), raw) {
                         Ok(true) => return Ok(true),
                         Ok(false) => {}
                         Err(Thrown) => return Ok(false),
@@ -120,25 +122,25 @@ fn eval_cond(c: &Cond, v: &Value, raw: bool) -> R {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+fn type_name<J: Json>(v: &J) -> &'static str {
+    match v.view() {
+        View::Null => "null",
+        View::Bool(_) => "boolean",
+        View::Num(_) => "number",
+        View::Str(_) => "string",
+        View::Arr(_) => "array",
+        View::Obj(_) => "object",
     }
 }
 
-fn eval_in(xs: &[Value], v: &Value, raw: bool) -> bool {
-    match v {
-        Value::Array(vs) => xs.iter().any(|x| vs.iter().any(|e| eq(e, x, raw))),
+fn eval_in<J: Json>(xs: &[Value], v: &J, raw: bool) -> bool {
+    match v.view() {
+        View::Arr(vs) => xs.iter().any(|x| vs.iter().any(|e| eq(e, x, raw))),
         _ => xs.iter().any(|x| eq(v, x, raw)),
     }
 }
 
-fn eval_leaf(l: &Leaf, v: &Value, raw: bool) -> bool {
+fn eval_leaf<J: Json>(l: &Leaf, v: &J, raw: bool) -> bool {
     match l {
         Leaf::Eq(x) => eq(v, x, raw),
         Leaf::Ne(x) => !eq(v, x, raw),
@@ -149,8 +151,8 @@ fn eval_leaf(l: &Leaf, v: &Value, raw: bool) -> bool {
         Leaf::In(xs) => !xs.is_empty() && eval_in(xs, v, raw),
         Leaf::Nin(xs) => {
             xs.is_empty()
-                || match v {
-                    Value::Array(_) => !eval_in(xs, v, raw),
+                || match v.view() {
+                    View::Arr(_) => !eval_in(xs, v, raw),
                     _ => xs.iter().all(|x| !eq(v, x, raw)),
                 }
         }
@@ -158,14 +160,16 @@ fn eval_leaf(l: &Leaf, v: &Value, raw: bool) -> bool {
             if xs.is_empty() {
                 return false;
             }
-            let Value::Array(vs) = v else { return false };
+            let View::Arr(vs) = v.view() else {
+                return false;
+            };
             let has_all = xs.iter().all(|a| vs.iter().any(|e| term_eq(a, e, true)));
             has_all || (xs.len() == 1 && xs[0].is_array() && term_eq(&xs[0], v, false))
         }
         Leaf::Exists(b) => *b,
         Leaf::Type(t) => t == type_name(v),
-        Leaf::Mod(d, r, _, _) => match v {
-            Value::Number(n) if !n.is_f64() => {
+        Leaf::Mod(d, r, _, _) => match v.view() {
+            View::Num(n) if !n.is_f64() => {
                 let x = n
                     .as_i64()
                     .map(|i| i as i128)
@@ -178,16 +182,16 @@ fn eval_leaf(l: &Leaf, v: &Value, raw: bool) -> bool {
             }
             _ => false,
         },
-        Leaf::Regex(re) => match v {
-            Value::String(s) => re.is_match(s),
+        Leaf::Regex(re) => match v.view() {
+            View::Str(s) => re.is_match(s),
             _ => false,
         },
-        Leaf::BeginsWith(p) => match v {
-            Value::String(s) => s.starts_with(p.as_str()),
+        Leaf::BeginsWith(p) => match v.view() {
+            View::Str(s) => s.starts_with(p.as_str()),
             _ => false,
         },
-        Leaf::Size(n) => match v {
-            Value::Array(xs) => xs.len() as u64 == *n,
+        Leaf::Size(n) => match v.view() {
+            View::Arr(xs) => xs.len() as u64 == *n,
             _ => false,
         },
     }

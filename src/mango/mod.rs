@@ -37,6 +37,7 @@
 pub mod collate;
 pub mod error;
 pub mod find;
+pub mod json;
 mod matcher;
 pub mod parse;
 pub mod path;
@@ -76,7 +77,7 @@ impl Selector {
     }
 
     /// Does `doc` satisfy the selector?
-    pub fn matches(&self, doc: &Value) -> bool {
+    pub fn matches<J: json::Json>(&self, doc: &J) -> bool {
         match &self.root {
             None => true,
             // A top-level evaluation error cannot happen (`$nor` is always pushed down

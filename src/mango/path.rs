@@ -8,7 +8,7 @@
 //! Numeric segments index arrays (`binary_to_integer`: optional sign, digits; `"01"` is 1,
 //! `"-1"` is never a valid index).
 
-use serde_json::Value;
+use super::json::{Json, Object, View};
 
 /// One pre-parsed path segment.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,9 +55,9 @@ pub struct FieldPath {
 }
 
 /// Result of looking a path up in a value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Lookup<'a> {
-    Found(&'a Value),
+#[derive(Debug, PartialEq)]
+pub enum Lookup<'a, J> {
+    Found(&'a J),
     /// A key is missing from an object.
     NotFound,
     /// Descending into a scalar, a non-index segment on an array, an index out of range.
@@ -74,15 +74,15 @@ impl FieldPath {
         self.segs.len() == 1 && &*self.segs[0].key == "_id"
     }
 
-    pub fn lookup<'a>(&self, v: &'a Value) -> Lookup<'a> {
+    pub fn lookup<'a, J: Json>(&self, v: &'a J) -> Lookup<'a, J> {
         let mut cur = v;
         for seg in &self.segs {
-            cur = match cur {
-                Value::Object(m) => match m.get(&*seg.key) {
+            cur = match cur.view() {
+                View::Obj(m) => match m.get(&seg.key) {
                     Some(x) => x,
                     None => return Lookup::NotFound,
                 },
-                Value::Array(a) => match seg.index.and_then(|i| a.get(i)) {
+                View::Arr(a) => match seg.index.and_then(|i| a.get(i)) {
                     Some(x) => x,
                     None => return Lookup::BadPath,
                 },

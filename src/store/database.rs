@@ -297,34 +297,11 @@ impl Database {
         }
     }
 
-    /// A leaf revision as a selector sees it, decoding only the top-level members in
-    /// `fields` (and `_id`, `_rev`, `_deleted` only when named there): for a selector whose
-    /// [`top_fields`](crate::mango::Selector::top_fields) are `fields`, this matches exactly
-    /// when [`Database::doc_json`] does, and skips building the members it never reads.
-    pub fn doc_for_match(
-        &self,
-        id: &str,
-        rec: &DocRecord,
-        idx: usize,
-        fields: &[String],
-    ) -> Result<Value> {
-        let node = rec.tree.node(idx);
-        let bytes = body_bytes(id, rec, &node.rev)?;
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let mut m = serde::de::DeserializeSeed::deserialize(OnlyFields(fields), &mut de)
-            .map_err(|_| StoreError::Corrupt(format!("body of {id} {}", node.rev)))?;
-        // Only the members the selector reads: it never looks at the others.
-        let named = |f: &str| fields.iter().any(|x| x == f);
-        if named("_id") {
-            m.insert("_id".into(), Value::String(id.to_owned()));
-        }
-        if named("_rev") {
-            m.insert("_rev".into(), Value::String(node.rev.to_string()));
-        }
-        if node.deleted && named("_deleted") {
-            m.insert("_deleted".into(), Value::Bool(true));
-        }
-        Ok(Value::Object(m))
+    /// The stored body of leaf `idx`: a JSON object of the document's own members (no `_id`,
+    /// `_rev`, `_deleted`, `_attachments` or other special members), which a selector filter
+    /// decodes only as far as it reads.
+    pub fn leaf_body<'r>(&self, id: &str, rec: &'r DocRecord, idx: usize) -> Result<&'r [u8]> {
+        Ok(body_bytes(id, rec, &rec.tree.node(idx).rev)?)
     }
 
     /// `GET /db/doc[?rev=]`: the winner (404 `deleted` if it is a tombstone) or a given leaf.
@@ -1355,67 +1332,5 @@ fn dec(meta: &mut Meta, deleted: bool) {
         meta.del_count = meta.del_count.saturating_sub(1);
     } else {
         meta.doc_count = meta.doc_count.saturating_sub(1);
-    }
-}
-
-/// Decodes a JSON object keeping only the named members; the others are skipped without
-/// being built (`IgnoredAny`).
-struct OnlyFields<'f>(&'f [String]);
-
-/// A member name, borrowed from the input when it has no escapes (serde's own `Cow<str>`
-/// always copies: an allocation per member of every document a filter looks at).
-struct Key<'de>(std::borrow::Cow<'de, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> std::result::Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> std::result::Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(s.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for OnlyFields<'_> {
-    type Value = Map<String, Value>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for OnlyFields<'_> {
-    type Value = Map<String, Value>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        let mut out = Map::with_capacity(self.0.len());
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if self.0.iter().any(|f| *f == *key) {
-                let v: Value = map.next_value()?;
-                out.insert(key.into_owned(), v);
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(out)
     }
 }
