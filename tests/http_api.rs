@@ -533,6 +533,31 @@ fn find_explain_index_and_preview_agree_with_filtered_changes() {
         e["selector"]["a"]["$and"].is_array() || e["selector"]["$and"].is_array(),
         "{e}"
     );
+    assert_eq!(
+        (&e["mrargs"]["start_key"], &e["mrargs"]["end_key"]),
+        (&json!(null), &json!("<MAX>"))
+    );
+    // `_id` conditions narrow `_all_docs`: reported as CouchDB does, and only that range read.
+    let sel = json!({"_id": {"$beginsWith": "d1"}, "type": "item"});
+    let (_, e) = s.req("POST", "/db/_explain", Some(&json!({ "selector": sel })));
+    assert_eq!(
+        (&e["mrargs"]["start_key"], &e["mrargs"]["end_key"]),
+        (&json!("d1"), &json!("d1\u{ffff}"))
+    );
+    let (_, r) = s.req(
+        "POST",
+        "/db/_find",
+        Some(&json!({"selector": sel, "execution_stats": true})),
+    );
+    assert_eq!(r["docs"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r["execution_stats"]["total_docs_examined"], 10);
+    let (_, e) = s.req(
+        "POST",
+        "/db/_explain",
+        Some(&json!({"selector": {"_id": "d07"}})),
+    );
+    assert_eq!(e["mrargs"]["start_key"], "d07");
+    assert_eq!(e["mrargs"]["end_key"], "d07");
 
     let (st, r) = s.req(
         "POST",

@@ -453,3 +453,60 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------------ _id scan ranges
+
+fn id_text() -> impl Strategy<Value = String> {
+    "[aAbB_é😀\u{ffff}]{0,3}"
+}
+
+fn id_cond() -> impl Strategy<Value = Value> {
+    let op = prop::sample::select(vec![
+        "$eq",
+        "$gt",
+        "$gte",
+        "$lt",
+        "$lte",
+        "$beginsWith",
+        "$ne",
+    ]);
+    let arg = prop_oneof![
+        4 => id_text().prop_map(Value::String),
+        1 => any::<i8>().prop_map(|i| json!(i)),
+        1 => Just(Value::Null),
+    ];
+    (op, arg).prop_map(|(op, arg)| {
+        let arg = match (op, arg) {
+            ("$beginsWith", Value::String(s)) => Value::String(s),
+            ("$beginsWith", _) => json!("a"),
+            (_, a) => a,
+        };
+        json!({"_id": {op: arg}})
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// `_find` reads only the `_all_docs` range `id_scan` gives: every id the selector
+    /// matches must lie inside it, whatever mix of `$and`/`$or` holds the conditions.
+    #[test]
+    fn id_scan_holds_every_match(
+        conds in prop::collection::vec(id_cond(), 1..4),
+        alt in prop::collection::vec(id_cond(), 0..3),
+        ids in prop::collection::vec(id_text(), 1..12),
+    ) {
+        let mut all = conds.clone();
+        if !alt.is_empty() {
+            all.push(json!({"$or": alt}));
+        }
+        let sel = Selector::parse(&json!({"$and": all})).unwrap();
+        let scan = sel.id_scan();
+        for id in ids {
+            if sel.matches(&json!({"_id": id})) {
+                prop_assert!(scan.contains(&id), "{} matches but is outside {:?}", id, scan);
+                prop_assert!(!scan.past(&id));
+            }
+        }
+    }
+}

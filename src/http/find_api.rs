@@ -1,5 +1,7 @@
-//! `_find`, `_explain` and `_index`. Queries run as a full scan in `_id` order with the Mango
-//! engine (correct first; index use is a later optimization), so `sort` works on any field.
+//! `_find`, `_explain` and `_index`. Queries scan `_all_docs` in `_id` order, only the range the
+//! selector's `_id` conditions leave open, and match with the Mango engine; JSON indexes are
+//! stored and listed but not used (correct first; index use is a later optimization), so
+//! `sort` works on any field.
 //! Index definitions are stored as CouchDB stores them: design docs with `"language":"query"`.
 
 use std::sync::Arc;
@@ -76,8 +78,13 @@ fn run(db: &Database, q: &FindRequest) -> Result<(Vec<Value>, usize, String), Ap
     let mut matched = Vec::new();
     let mut examined = 0;
     if !q.selector.is_noop_range() {
-        for r in db.docs_from("", false) {
+        // Only the part of `_all_docs` the selector's `_id` conditions leave open.
+        let scan = q.selector.id_scan();
+        for r in db.docs_from(&scan.low, false) {
             let (id, rec) = r?;
+            if scan.past(&id) {
+                break;
+            }
             if id.starts_with("_design/") || rec.tree.is_deleted() {
                 continue;
             }
@@ -139,6 +146,7 @@ pub async fn explain(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErr
     }
     ctx.store.db(db)?;
     let q = parse_find(req)?;
+    let range = q.selector.id_range();
     let sort: Map<String, Value> = q
         .sort
         .iter()
@@ -164,8 +172,8 @@ pub async fn explain(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErr
             "limit": q.limit,
             "skip": q.skip,
             "fields": q.fields.unwrap_or_default(),
-            "mrargs": {"include_docs": true, "view_type": "map", "reduce": false, "start_key": null,
-                       "end_key": "<MAX>", "direction": "fwd", "stable": false, "update": true, "conflicts": "undefined"},
+            "mrargs": {"include_docs": true, "view_type": "map", "reduce": false, "start_key": range.start_key,
+                       "end_key": range.end_key, "direction": "fwd", "stable": false, "update": true, "conflicts": "undefined"},
             "covering": false
         }),
     ))

@@ -42,6 +42,7 @@ mod matcher;
 pub mod parse;
 pub mod path;
 pub mod pcre;
+pub mod range;
 
 pub use error::MangoError;
 
