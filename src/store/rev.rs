@@ -80,17 +80,16 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
+            for (i, (k, v)) in members.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                // Serializing a string cannot fail.
-                out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+                write_scalar(k, out);
                 out.push(b':');
-                write_canonical(&map[k], out);
+                write_canonical(v, out);
             }
             out.push(b'}');
         }
@@ -104,8 +103,13 @@ pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        other => out.extend_from_slice(other.to_string().as_bytes()),
+        other => write_scalar(other, out),
     }
+}
+
+/// Appends compact JSON; writing a string, number or literal into a `Vec` cannot fail.
+fn write_scalar(v: &(impl serde::Serialize + ?Sized), out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(out, v);
 }
 
 #[cfg(test)]
@@ -146,6 +150,15 @@ mod tests {
             a,
             Rev::for_edit(None, false, &json!({"x":1,"y":[1,{"b":2,"a":1}]}))
         );
+    }
+
+    /// Revision ids must not change between versions: two replicas making the same edit must
+    /// agree whatever settee each runs.
+    #[test]
+    fn edit_ids_are_stable_across_versions() {
+        let body = json!({"z": "\u{e9}\"q\n", "a": [1, -2.5, 1e300, null, true, {"k": {}}], "m": 18446744073709551615u64});
+        let r = Rev::for_edit(Some(&Rev::new(3, "abc")), false, &body);
+        assert_eq!(r.to_string(), "4-fcbf34356c71d12758b42757ee3de3db");
     }
 
     #[test]
