@@ -232,31 +232,31 @@ impl Database {
     ) -> Result<Vec<DocOutcome>> {
         let mut meta = self.lock()?;
         let mut w = Writer::new(self, meta.clone(), docs.len());
-        let mut outcomes = Vec::with_capacity(docs.len());
-        for (hint, doc) in docs {
-            let outcome = match doc {
-                Err(e) => DocOutcome {
-                    id: hint.unwrap_or_default(),
-                    result: Err(e),
-                },
-                Ok(upd) => {
-                    let id = upd.id.clone();
-                    let result = if upd.is_local() {
-                        w.write_local(upd, new_edits)?
-                    } else if new_edits {
-                        let r = w.edit(upd)?;
-                        if r.is_ok() {
-                            w.mark_edited(&id);
+        let outcomes = if new_edits && docs.len() >= PREPARE_MIN {
+            // Revision ids and body bytes on a second thread, while this one looks documents
+            // up and grows their trees: the two halves of a big interactive write overlap.
+            let mut docs = docs;
+            let jobs: Vec<_> = docs.iter_mut().map(|(_, d)| Prepared::job(d)).collect();
+            std::thread::scope(|s| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(PREPARE_MIN);
+                s.spawn(move || {
+                    for job in jobs {
+                        if tx.send(job.map(Prepared::compute)).is_err() {
+                            break;
                         }
-                        r
-                    } else {
-                        w.replicate(upd)?
-                    };
-                    DocOutcome { id, result }
-                }
-            };
-            outcomes.push(outcome);
-        }
+                    }
+                });
+                let prepared =
+                    std::iter::from_fn(|| {
+                        Some(rx.recv().map_err(|_| {
+                            StoreError::Corrupt("revision hashing thread stopped".into())
+                        }))
+                    });
+                w.apply(docs, new_edits, prepared)
+            })?
+        } else {
+            w.apply(docs, new_edits, std::iter::repeat_with(|| Ok(None)))?
+        };
         let changed = w.finish()?;
         *meta = w.meta;
         let seq = meta.update_seq;
@@ -899,6 +899,49 @@ pub fn att_digest(data: &[u8]) -> String {
 
 /// The state of one write batch: documents as they will be after the batch, and the sled
 /// operations that get them there. Nothing touches sled until `finish`.
+/// Interactive writes of at least this many documents hash revisions on a second thread.
+const PREPARE_MIN: usize = 64;
+
+/// What an interactive edit without attachments needs no database state for: its revision id,
+/// given the parent the client named, and its body as stored.
+struct Prepared {
+    parent: Option<Rev>,
+    rev: Rev,
+    bytes: Vec<u8>,
+    /// Kept for the rare edit whose real parent differs from the named one.
+    body: Map<String, Value>,
+}
+
+impl Prepared {
+    /// Takes the body out of an edit that qualifies, for [`Prepared::compute`] on another
+    /// thread; [`Writer::apply`] hands it back.
+    fn job(
+        doc: &mut std::result::Result<DocUpdate, DocError>,
+    ) -> Option<(Option<Rev>, bool, Map<String, Value>)> {
+        match doc {
+            Ok(u) if !u.is_local() && u.attachments.is_empty() => {
+                Some((u.rev.clone(), u.deleted, std::mem::take(&mut u.body)))
+            }
+            _ => None,
+        }
+    }
+
+    fn compute((parent, deleted, body): (Option<Rev>, bool, Map<String, Value>)) -> Prepared {
+        let body = Value::Object(body);
+        let rev = Rev::for_edit(parent.as_ref(), deleted, &body);
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let Value::Object(body) = body else {
+            unreachable!("built as an object above")
+        };
+        Prepared {
+            parent,
+            rev,
+            bytes,
+            body,
+        }
+    }
+}
+
 struct Writer<'a> {
     db: &'a Database,
     meta: Meta,
@@ -975,6 +1018,10 @@ impl<'a> Writer<'a> {
 
     fn put_body(&mut self, id: &str, rev: &Rev, body: &Value) -> Result<()> {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
+        self.put_body_bytes(id, rev, bytes)
+    }
+
+    fn put_body_bytes(&mut self, id: &str, rev: &Rev, bytes: Vec<u8>) -> Result<()> {
         self.meta.external += bytes.len() as u64;
         self.current(id)?.set_body(rev.clone(), bytes.into());
         Ok(())
@@ -1019,6 +1066,85 @@ impl<'a> Writer<'a> {
         }
         self.changed = true;
         Ok(())
+    }
+
+    /// Applies a request's documents in order. `prepared` yields, per document, what
+    /// [`Prepared::compute`] made of it (`None` when it was not a candidate).
+    fn apply(
+        &mut self,
+        docs: Vec<(Option<String>, std::result::Result<DocUpdate, DocError>)>,
+        new_edits: bool,
+        mut prepared: impl Iterator<Item = Result<Option<Prepared>>>,
+    ) -> Result<Vec<DocOutcome>> {
+        let mut outcomes = Vec::with_capacity(docs.len());
+        for (hint, doc) in docs {
+            let prep = prepared.next().transpose()?.flatten();
+            let outcome = match doc {
+                Err(e) => DocOutcome {
+                    id: hint.unwrap_or_default(),
+                    result: Err(e),
+                },
+                Ok(mut upd) => {
+                    let id = upd.id.clone();
+                    let result = if upd.is_local() {
+                        self.write_local(upd, new_edits)?
+                    } else if new_edits {
+                        let r = match prep {
+                            Some(p) => self.edit_prepared(upd, p)?,
+                            None => self.edit(upd)?,
+                        };
+                        if r.is_ok() {
+                            self.mark_edited(&id);
+                        }
+                        r
+                    } else {
+                        if let Some(p) = prep {
+                            upd.body = p.body;
+                        }
+                        self.replicate(upd)?
+                    };
+                    DocOutcome { id, result }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// [`Writer::edit`] with the revision id and body bytes already computed for the parent
+    /// the client named; falls back to computing them when the edit turns out to have
+    /// another parent (recreating a deleted document).
+    fn edit_prepared(&mut self, mut upd: DocUpdate, p: Prepared) -> Result<DocResult> {
+        let st = self.state(&upd.id)?;
+        let tree = st.current.as_ref().map(|r| &r.tree);
+        let parent = match (tree, &upd.rev) {
+            (None, None) => None,
+            (Some(t), None) if t.is_empty() => None,
+            (Some(t), Some(r)) if !t.is_empty() => match t.find(r) {
+                Some(i) if t.is_leaf(i) => Some((i, t.node(i).rev.clone())),
+                _ => return Ok(Err(DocError::Conflict)),
+            },
+            // A conflict, or a recreation on top of a tombstone: the general path decides.
+            _ => {
+                upd.body = p.body;
+                return self.edit(upd);
+            }
+        };
+        if parent.as_ref().map(|(_, r)| r) != p.parent.as_ref() {
+            upd.body = p.body;
+            return self.edit(upd);
+        }
+        let mut tree = tree.cloned().unwrap_or_default();
+        if tree.contains(&p.rev) {
+            return Ok(Err(DocError::Conflict));
+        }
+        tree.add_child(parent.as_ref().map(|(i, _)| *i), p.rev.clone(), upd.deleted);
+        if let Some((_, old)) = &parent {
+            self.remove_body(&upd.id, old)?;
+        }
+        self.put_body_bytes(&upd.id, &p.rev, p.bytes)?;
+        self.set_record(&upd.id, tree)?;
+        Ok(Ok(p.rev.to_string()))
     }
 
     /// An interactive edit (`new_edits=true`).
