@@ -584,6 +584,52 @@ fn find_explain_index_and_preview_agree_with_filtered_changes() {
         list["indexes"][1]["def"]["fields"],
         json!([{"type": "asc"}, {"n": "desc"}])
     );
+    // A usable index decides as in CouchDB: rows in its key order (type, then n), its range
+    // in `_explain`, no "no index" warning; a descending sort reverses it.
+    let sel = json!({"type": {"$gt": "image"}, "n": {"$gt": 40}});
+    let (_, e) = s.req("POST", "/db/_explain", Some(&json!({ "selector": sel })));
+    assert_eq!(
+        (&e["index"]["name"], &e["index"]["type"]),
+        (&json!("by-type"), &json!("json"))
+    );
+    assert_eq!(
+        (&e["mrargs"]["start_key"], &e["mrargs"]["end_key"]),
+        (&json!(["image", 40]), &json!(["<MAX>"]))
+    );
+    let ids = |r: &Value| -> Vec<String> {
+        r["docs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, r) = s.req("POST", "/db/_find", Some(&json!({ "selector": sel })));
+    assert!(r.get("warning").is_none(), "{r}");
+    assert_eq!(
+        ids(&r),
+        ["d41", "d45", "d49", "d53", "d57", "d43", "d47", "d51", "d55", "d59"]
+    );
+    let (_, r) = s.req(
+        "POST",
+        "/db/_find",
+        Some(&json!({"selector": sel, "sort": [{"type": "desc"}, {"n": "desc"}], "limit": 3})),
+    );
+    assert_eq!(ids(&r), ["d59", "d55", "d51"]);
+    let (_, e) = s.req(
+        "POST",
+        "/db/_explain",
+        Some(&json!({"selector": sel, "sort": [{"type": "desc"}]})),
+    );
+    assert_eq!(e["mrargs"]["direction"], "rev");
+    // A selector the index cannot serve stays on _all_docs, in _id order.
+    let (_, r) = s.req(
+        "POST",
+        "/db/_find",
+        Some(&json!({"selector": {"n": {"$gt": 57}}})),
+    );
+    assert_eq!(ids(&r), ["d58", "d59"]);
+    assert!(r["warning"].is_string());
     assert_eq!(
         s.req("DELETE", "/db/_index/_design/q/json/by-type", None).0,
         200

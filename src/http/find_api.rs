@@ -1,8 +1,8 @@
-//! `_find`, `_explain` and `_index`. Queries scan `_all_docs` in `_id` order, only the range the
-//! selector's `_id` conditions leave open, and match with the Mango engine; JSON indexes are
-//! stored and listed but not used (correct first; index use is a later optimization), so
-//! `sort` works on any field.
-//! Index definitions are stored as CouchDB stores them: design docs with `"language":"query"`.
+//! `_find`, `_explain` and `_index`. A query scans the `_all_docs` range its selector's `_id`
+//! conditions leave open and matches with the Mango engine; `mango::plan` picks the index
+//! CouchDB would use among the stored JSON index definitions, which decides the rows'
+//! membership and order and what `_explain` reports. No index data is kept, so any `sort`
+//! works, with or without an index.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +16,8 @@ use super::db_api::blocking;
 use super::error::ApiError;
 use super::request::{json_resp, Req, Resp};
 use super::Ctx;
-use crate::mango::find::{cmp_by_sort, project, FindRequest, SortDir};
+use crate::mango::find::{cmp_by_sort, project, FindRequest, SortDir, UseIndex};
+use crate::mango::plan::{cmp_index_rows, plan, Chosen, JsonIndex, Plan};
 use crate::mango::MangoError;
 use crate::store::{Database, ReadOpts};
 
@@ -69,15 +70,21 @@ fn make_bookmark(offset: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("settee:{offset}"))
 }
 
-/// Runs a query: every live, non-design document matching the selector, sorted, paged.
-fn run(db: &Database, q: &FindRequest) -> Result<(Vec<Value>, usize, String), ApiError> {
+/// Runs a query: every live, non-design document matching the selector, in the order (and
+/// with the membership) of the index CouchDB would use, paged.
+fn run(db: &Database, q: &FindRequest) -> Result<Found, ApiError> {
     let opts = ReadOpts {
         conflicts: q.conflicts,
         ..Default::default()
     };
+    let indexes: Vec<JsonIndex> = list_indexes(db)?
+        .into_iter()
+        .filter_map(|(_, ix)| ix)
+        .collect();
+    let plan = plan(&q.selector, &q.sort, &indexes, q.use_index.as_ref());
     let mut matched = Vec::new();
     let mut examined = 0;
-    if !q.selector.is_noop_range() {
+    if !plan.empty {
         // Only the part of `_all_docs` the selector's `_id` conditions leave open.
         let scan = q.selector.id_scan();
         for r in db.docs_from(&scan.low, false) {
@@ -96,9 +103,28 @@ fn run(db: &Database, q: &FindRequest) -> Result<(Vec<Value>, usize, String), Ap
             }
         }
     }
-    if !q.sort.is_empty() {
-        // Stable sort keeps `_id` order among ties.
-        matched.sort_by(|a, b| cmp_by_sort(a, b, &q.sort));
+    match plan.index {
+        Chosen::Json(i) => {
+            // The index holds only documents having every indexed field, in key order.
+            let ix = &indexes[i];
+            let mut keyed: Vec<(Vec<&Value>, &str, usize)> = matched
+                .iter()
+                .enumerate()
+                .filter_map(|(n, d)| Some((ix.key(d)?, d["_id"].as_str().unwrap_or(""), n)))
+                .collect();
+            keyed.sort_by(|a, b| cmp_index_rows((&a.0, a.1), (&b.0, b.1)));
+            let order: Vec<usize> = keyed.into_iter().map(|(_, _, n)| n).collect();
+            let mut slots: Vec<Option<Value>> = matched.into_iter().map(Some).collect();
+            matched = order.into_iter().filter_map(|n| slots[n].take()).collect();
+        }
+        Chosen::AllDocs if plan.sort_in_memory => {
+            // Stable sort keeps `_id` order among ties.
+            matched.sort_by(|a, b| cmp_by_sort(a, b, &q.sort));
+        }
+        Chosen::AllDocs => {}
+    }
+    if plan.descending {
+        matched.reverse();
     }
     let start = q.skip + bookmark_offset(&q.bookmark)?;
     let docs: Vec<Value> = matched
@@ -111,7 +137,20 @@ fn run(db: &Database, q: &FindRequest) -> Result<(Vec<Value>, usize, String), Ap
         })
         .collect();
     let bookmark = make_bookmark(start + docs.len());
-    Ok((docs, examined, bookmark))
+    Ok(Found {
+        docs,
+        examined,
+        bookmark,
+        plan,
+    })
+}
+
+/// A query's answer and how it was planned.
+struct Found {
+    docs: Vec<Value>,
+    examined: usize,
+    bookmark: String,
+    plan: Plan,
 }
 
 pub async fn find(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiError> {
@@ -122,8 +161,12 @@ pub async fn find(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiError>
     let q = parse_find(req)?;
     let t = Instant::now();
     let stats = q.execution_stats;
-    let (docs, examined, bookmark) = blocking(move || run(&db, &q)).await?;
-    let mut out = json!({"docs": docs, "bookmark": bookmark, "warning": NO_INDEX_WARNING});
+    let f = blocking(move || run(&db, &q)).await?;
+    let examined = f.examined;
+    let mut out = json!({"docs": f.docs, "bookmark": f.bookmark});
+    if f.plan.index == Chosen::AllDocs {
+        out["warning"] = json!(NO_INDEX_WARNING);
+    }
     if stats {
         out["execution_stats"] = json!({
             "total_keys_examined": 0,
@@ -144,9 +187,23 @@ pub async fn explain(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErr
     if req.method != Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
     }
-    ctx.store.db(db)?;
+    let database = ctx.store.db(db)?;
     let q = parse_find(req)?;
-    let range = q.selector.id_range();
+    let listed = list_indexes(&database)?;
+    let indexes: Vec<JsonIndex> = listed.iter().filter_map(|(_, ix)| ix.clone()).collect();
+    let plan = plan(&q.selector, &q.sort, &indexes, q.use_index.as_ref());
+    let index = match plan.index {
+        Chosen::AllDocs => all_docs_index(),
+        Chosen::Json(i) => listed
+            .iter()
+            .find(|(_, ix)| ix.as_ref() == Some(&indexes[i]))
+            .map_or_else(all_docs_index, |(v, _)| v.clone()),
+    };
+    let use_index = match &q.use_index {
+        None => json!([]),
+        Some(UseIndex::Ddoc(d)) => json!([d]),
+        Some(UseIndex::DdocAndName(d, n)) => json!([d, n]),
+    };
     let sort: Map<String, Value> = q
         .sort
         .iter()
@@ -161,10 +218,10 @@ pub async fn explain(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErr
         StatusCode::OK,
         &json!({
             "dbname": db,
-            "index": all_docs_index(),
+            "index": index,
             "partitioned": false,
             "selector": q.selector.normalized(),
-            "opts": {"use_index": [], "bookmark": q.bookmark.clone().unwrap_or_else(|| "nil".into()),
+            "opts": {"use_index": use_index, "bookmark": q.bookmark.clone().unwrap_or_else(|| "nil".into()),
                      "limit": q.limit, "skip": q.skip, "sort": sort, "fields": q.fields.clone().unwrap_or_default(),
                      "partition": q.partition.clone().unwrap_or_default(), "r": q.r, "conflicts": q.conflicts,
                      "stable": q.stable, "stale": q.stale == crate::mango::find::Stale::Ok, "update": q.update,
@@ -172,16 +229,17 @@ pub async fn explain(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErr
             "limit": q.limit,
             "skip": q.skip,
             "fields": q.fields.unwrap_or_default(),
-            "mrargs": {"include_docs": true, "view_type": "map", "reduce": false, "start_key": range.start_key,
-                       "end_key": range.end_key, "direction": "fwd", "stable": false, "update": true, "conflicts": "undefined"},
+            "mrargs": {"include_docs": true, "view_type": "map", "reduce": false, "start_key": plan.start_key,
+                       "end_key": plan.end_key, "direction": if plan.descending { "rev" } else { "fwd" }, "stable": false, "update": true, "conflicts": "undefined"},
             "covering": false
         }),
     ))
 }
 
-/// Index definitions found in the database's query design docs.
-fn list_indexes(db: &Database) -> Result<Vec<Value>, ApiError> {
-    let mut out = vec![all_docs_index()];
+/// Index definitions found in the database's query design docs, as `GET _index` lists them,
+/// each with its parsed form (`None` for `_all_docs`).
+fn list_indexes(db: &Database) -> Result<Vec<(Value, Option<JsonIndex>)>, ApiError> {
+    let mut out = vec![(all_docs_index(), None)];
     for r in db.docs_from("_design/", false) {
         let (id, rec) = r?;
         if !id.starts_with("_design/") {
@@ -200,11 +258,47 @@ fn list_indexes(db: &Database) -> Result<Vec<Value>, ApiError> {
                     .pointer("/options/def")
                     .cloned()
                     .unwrap_or_else(|| json!({}));
-                out.push(json!({"ddoc": id, "name": name, "type": "json", "partitioned": false, "def": def}));
+                let parsed = json_index(&id, name, &def);
+                out.push((
+                    json!({"ddoc": id, "name": name, "type": "json", "partitioned": false, "def": def}),
+                    parsed,
+                ));
             }
         }
     }
     Ok(out)
+}
+
+/// A stored definition as the planner reads it; `None` if its `fields` are not usable.
+fn json_index(ddoc: &str, name: &str, def: &Value) -> Option<JsonIndex> {
+    let fields = def
+        .get("fields")?
+        .as_array()?
+        .iter()
+        .map(|f| match f {
+            Value::String(s) => Some((s.clone(), SortDir::Asc)),
+            Value::Object(m) if m.len() == 1 => {
+                let (k, d) = m.iter().next()?;
+                Some((
+                    k.clone(),
+                    if d == "desc" {
+                        SortDir::Desc
+                    } else {
+                        SortDir::Asc
+                    },
+                ))
+            }
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(JsonIndex {
+        ddoc: ddoc.to_owned(),
+        name: name.to_owned(),
+        fields,
+        partial: def
+            .get("partial_filter_selector")
+            .is_some_and(|p| p.as_object().is_some_and(|m| !m.is_empty())),
+    })
 }
 
 pub async fn index(
@@ -216,7 +310,7 @@ pub async fn index(
     let db = ctx.store.db(db_name)?;
     match (rest, &req.method) {
         ([], &Method::GET) => {
-            let idx = list_indexes(&db)?;
+            let idx: Vec<Value> = list_indexes(&db)?.into_iter().map(|(v, _)| v).collect();
             Ok(json_resp(
                 StatusCode::OK,
                 &json!({"total_rows": idx.len(), "indexes": idx}),

@@ -28,6 +28,8 @@
 //!   patterns that differ.
 //! * Integers beyond the 64-bit range are held as floats by `serde_json` (CouchDB keeps
 //!   bignums exactly).
+//! * A `_find` `sort` that no index serves (or that mixes directions) is done in memory;
+//!   CouchDB answers 400 `no_usable_index` / `unsupported_mixed_sort` ([`plan`]).
 //!
 //! Kept CouchDB quirks: only the top-level condition is checked for a missing field name, so
 //! `{"$and":[{"$gt":1}]}` is accepted and applies to the whole document; negations are not
@@ -42,6 +44,7 @@ mod matcher;
 pub mod parse;
 pub mod path;
 pub mod pcre;
+pub mod plan;
 pub mod range;
 
 pub use error::MangoError;

@@ -20,14 +20,14 @@ use super::Selector;
 
 /// One end of a CouchDB range: its `mango_json_min`/`mango_json_max` sentinels or a value.
 #[derive(Debug, Clone, PartialEq)]
-enum End {
+pub(super) enum End {
     Min,
     Max,
     Val(Value),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Op {
+pub(super) enum Op {
     Gt,
     Gte,
     Lt,
@@ -36,7 +36,7 @@ enum Op {
 }
 
 /// CouchDB's `{LCmp, Low, HCmp, High}` or `empty`.
-type Span = Option<(Op, End, Op, End)>;
+pub(super) type Span = Option<(Op, End, Op, End)>;
 
 fn cmp_end(a: &Value, b: &End) -> Ordering {
     match b {
@@ -112,19 +112,6 @@ fn narrow(leaf: &Leaf, (lc, low, hc, high): (Op, End, Op, End)) -> Span {
     }
 }
 
-/// `mango_idx_view:range/6` for the field `_id`, seeing through `$and` only.
-fn id_span(n: &Node, s: Span) -> Span {
-    let s = s?;
-    match n {
-        Node::And(xs) => xs.iter().try_fold(s, |acc, x| id_span(x, Some(acc))),
-        Node::Field(f) if f.is_id => match &f.cond {
-            Cond::Op(l) => narrow(l, s),
-            _ => Some(s),
-        },
-        _ => Some(s),
-    }
-}
-
 /// `mango_idx_view:indexable_fields/1`, sorted bytewise like Erlang's `lists:usort`.
 fn indexable_fields(n: &Node, out: &mut Vec<String>) {
     match n {
@@ -168,27 +155,15 @@ impl Selector {
         if self.is_noop_range() {
             return none;
         }
-        let mut fields = Vec::new();
-        indexable_fields(root, &mut fields);
-        fields.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        fields.dedup();
-        // `field_ranges/3` stops at the first field whose range is empty.
-        let full = Some((Op::Gt, End::Min, Op::Lt, End::Max));
-        for f in &fields {
-            if f == "_id" {
-                return match id_span(root, full) {
-                    None => none,
-                    Some((_, low, _, high)) => IdRange {
-                        start_key: key(low, ""),
-                        end_key: key(high, "<MAX>"),
-                    },
-                };
-            }
-            if range_of(root, f).is_none() {
-                break;
-            }
+        // `_all_docs` takes the selector's `_id` range, else the catch-all one.
+        match field_ranges(root).into_iter().find(|(f, _)| f == "_id") {
+            Some((_, None)) => none,
+            Some((_, Some((_, low, _, high)))) => IdRange {
+                start_key: key(low, ""),
+                end_key: key(high, "<MAX>"),
+            },
+            None => catch_all(),
         }
-        catch_all()
     }
 
     /// The part of `_all_docs` (raw byte order) holding every document this selector can
@@ -219,8 +194,8 @@ fn key(e: End, sentinel: &str) -> Value {
     }
 }
 
-/// The range of any other field, only to find out whether it is empty.
-fn range_of(root: &Node, field: &str) -> Span {
+/// `mango_idx_view:range/2`: the range `field` is confined to, seeing through `$and` only.
+pub(super) fn range_of(root: &Node, field: &str) -> Span {
     fn walk(n: &Node, field: &str, s: Span) -> Span {
         let s = s?;
         match n {
@@ -233,6 +208,24 @@ fn range_of(root: &Node, field: &str) -> Span {
         }
     }
     walk(root, field, Some((Op::Gt, End::Min, Op::Lt, End::Max)))
+}
+
+/// `mango_idx_view:field_ranges/1`: each indexable field (sorted) with its range, cut short
+/// after the first empty one.
+pub(super) fn field_ranges(root: &Node) -> Vec<(String, Span)> {
+    let mut fields = Vec::new();
+    indexable_fields(root, &mut fields);
+    fields.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    fields.dedup();
+    let mut out = Vec::new();
+    for f in fields {
+        let r = range_of(root, &f);
+        if r.is_none() {
+            return vec![(f, None)];
+        }
+        out.push((f, r));
+    }
+    out
 }
 
 /// Inclusive raw byte bounds on `_id`: `low..=high` (`high` `None` = to the end).

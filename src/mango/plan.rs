@@ -1,0 +1,385 @@
+//! Which index a `_find` runs on, as CouchDB 3.x chooses it (`mango_idx:get_usable_indexes`,
+//! `mango_idx_view:is_usable`, `mango_cursor_view:choose_best_index`), and the `mrargs`
+//! `_explain` reports for it.
+//!
+//! settee keeps no index data: a query always scans `_all_docs` and matches with the engine.
+//! The plan decides what CouchDB's index would have decided: which documents a JSON index
+//! holds (those having every indexed field), the order rows come in (index key, then `_id`;
+//! reversed for a descending sort) and the key range. So `_find` answers with the rows and
+//! the order CouchDB gives, only without the speed of a stored index.
+//!
+//! Where CouchDB refuses, settee answers: a `sort` no index can serve is done in memory
+//! (CouchDB: 400 `no_usable_index`), and so is a sort mixing directions.
+
+use std::cmp::Ordering;
+
+use serde_json::Value;
+
+use super::collate::{cmp_json, cmp_raw};
+use super::find::{SortDir, UseIndex};
+use super::parse::{Cond, Leaf, Node};
+use super::path::{parse_field, Lookup};
+use super::range::{field_ranges, End, Op, Span};
+use super::Selector;
+
+/// A JSON index as stored in a query design document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonIndex {
+    /// `_design/…`
+    pub ddoc: String,
+    pub name: String,
+    pub fields: Vec<(String, SortDir)>,
+    /// Indexes with a `partial_filter_selector` are used only when named (`use_index`).
+    pub partial: bool,
+}
+
+/// The index a query runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chosen {
+    /// `_all_docs`, CouchDB's special index.
+    AllDocs,
+    /// One of the given JSON indexes (its position in the list given to [`plan`]).
+    Json(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub index: Chosen,
+    /// `mrargs` as `_explain` shows them (`"<MAX>"` for the open end).
+    pub start_key: Value,
+    pub end_key: Value,
+    /// Rows come in reverse index order (a descending sort served by the index).
+    pub descending: bool,
+    /// The index range is empty: no row can match.
+    pub empty: bool,
+    /// The sort is not the index order: rows are sorted in memory.
+    pub sort_in_memory: bool,
+}
+
+fn columns(ix: &JsonIndex) -> Vec<&str> {
+    ix.fields.iter().map(|(f, _)| f.as_str()).collect()
+}
+
+/// `mango_selector:has_required_fields/2`: every match has all of `required`.
+fn has_required(n: &Node, required: &[&str]) -> bool {
+    fn rest<'a>(n: &Node, req: Vec<&'a str>) -> Vec<&'a str> {
+        if req.is_empty() {
+            return req;
+        }
+        match n {
+            Node::And(xs) => xs.iter().fold(req, |acc, x| rest(x, acc)),
+            Node::Or(xs) => {
+                let mut left: Vec<&str> = xs.iter().flat_map(|x| rest(x, req.clone())).collect();
+                left.sort_unstable();
+                left.dedup();
+                left
+            }
+            Node::Field(f) if matches!(f.cond, Cond::Op(Leaf::Exists(false))) => req,
+            Node::Field(f) => {
+                let name = f.path.to_field_string();
+                let mut req = req;
+                if let Some(i) = req.iter().position(|r| *r == name) {
+                    req.remove(i);
+                }
+                req
+            }
+            _ => req,
+        }
+    }
+    rest(n, required.to_vec()).is_empty()
+}
+
+/// `mango_selector:is_constant_field/2`: the field is held to one value (`$eq`).
+fn is_constant(n: &Node, field: &str) -> bool {
+    match n {
+        Node::And(xs) => xs.iter().any(|x| is_constant(x, field)),
+        Node::Field(f) if f.path.to_field_string() == field => {
+            matches!(f.cond, Cond::Op(Leaf::Eq(_)))
+        }
+        _ => false,
+    }
+}
+
+/// `mango_idx_view:can_use_sort/3`: leading constant columns may be skipped.
+fn can_use_sort(cols: &[&str], sort: &[&str], root: Option<&Node>) -> bool {
+    match (cols.first(), sort.first()) {
+        (_, None) => true,
+        (None, _) => false,
+        (Some(c), Some(s)) if c == s => cols.starts_with(sort),
+        (Some(c), _) => {
+            root.is_some_and(|n| is_constant(n, c)) && can_use_sort(&cols[1..], sort, root)
+        }
+    }
+}
+
+/// `mango_idx_view:is_usable/3`.
+fn usable(ix: &JsonIndex, root: Option<&Node>, sort: &[&str]) -> bool {
+    let cols = columns(ix);
+    let required: Vec<&str> = cols
+        .iter()
+        .copied()
+        .filter(|c| !sort.contains(c) && *c != "_id" && *c != "_rev")
+        .collect();
+    let has = match root {
+        None => required.is_empty(),
+        Some(n) => has_required(n, &required),
+    };
+    let text = root.is_some_and(has_text);
+    has && !text && can_use_sort(&cols, sort, root)
+}
+
+fn has_text(n: &Node) -> bool {
+    match n {
+        Node::Default(_) => true,
+        Node::And(xs) | Node::Or(xs) | Node::Nor(xs) => xs.iter().any(has_text),
+        Node::Not(x) => has_text(x),
+        Node::Field(_) => false,
+    }
+}
+
+/// `mango_idx_view:start_key/1`.
+fn start_key(ranges: &[&(Op, End, Op, End)]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (lc, low, _, _) in ranges {
+        match (lc, low) {
+            (Op::Gt, End::Min | End::Max) => break,
+            (_, End::Val(v)) => out.push(v.clone()),
+            (_, _) => break,
+        }
+    }
+    out
+}
+
+/// `mango_idx_view:end_key/1`, `?MAX_JSON_OBJ` shown as `"<MAX>"`.
+fn end_key(ranges: &[&(Op, End, Op, End)]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (_, _, _, high) in ranges {
+        match high {
+            End::Val(v) => out.push(v.clone()),
+            End::Min | End::Max => {
+                out.push(Value::String("<MAX>".into()));
+                return out;
+            }
+        }
+    }
+    out.push(Value::String("<MAX>".into()));
+    out
+}
+
+/// Chooses the index for a query and the keys `_explain` reports.
+pub fn plan(
+    sel: &Selector,
+    sort: &[(String, SortDir)],
+    indexes: &[JsonIndex],
+    use_index: Option<&UseIndex>,
+) -> Plan {
+    let root = sel.root.as_ref();
+    let sort_fields: Vec<&str> = sort.iter().map(|(f, _)| f.as_str()).collect();
+    let one_direction = sort.windows(2).all(|w| w[0].1 == w[1].1);
+    let descending = sort.first().is_some_and(|(_, d)| *d == SortDir::Desc);
+    let named = |ix: &JsonIndex| match use_index {
+        None => false,
+        Some(UseIndex::Ddoc(d)) => ix.ddoc.strip_prefix("_design/") == Some(d.as_str()),
+        Some(UseIndex::DdocAndName(d, n)) => {
+            ix.ddoc.strip_prefix("_design/") == Some(d.as_str()) && ix.name == *n
+        }
+    };
+    let candidates: Vec<usize> = (0..indexes.len())
+        .filter(|&i| {
+            let ix = &indexes[i];
+            (!ix.partial || named(ix)) && one_direction && usable(ix, root, &sort_fields)
+        })
+        .collect();
+    // A usable index the client named wins; otherwise any usable one may.
+    let preferred: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| named(&indexes[i]))
+        .collect();
+    let candidates = if preferred.is_empty() {
+        candidates
+    } else {
+        preferred
+    };
+    let noop = sel.is_noop_range();
+    if !candidates.is_empty() {
+        let ranges: Vec<(String, Span)> = root.map(field_ranges).unwrap_or_default();
+        // `composite_indexes/2` + `choose_best_index/1`.
+        let prefix = |ix: &JsonIndex| -> Vec<&Span> {
+            ix.fields
+                .iter()
+                .map_while(|(c, _)| ranges.iter().find(|(f, _)| f == c).map(|(_, r)| r))
+                .collect()
+        };
+        let best = candidates.iter().copied().min_by(|&a, &b| {
+            let (ia, ib) = (&indexes[a], &indexes[b]);
+            let da = ranges.len() - prefix(ia).len();
+            let db = ranges.len() - prefix(ib).len();
+            da.cmp(&db)
+                .then(ia.fields.len().cmp(&ib.fields.len()))
+                .then_with(|| (&ia.ddoc, &ia.name).cmp(&(&ib.ddoc, &ib.name)))
+        });
+        if let Some(i) = best {
+            let spans = prefix(&indexes[i]);
+            let empty = noop || spans.iter().any(|s| s.is_none());
+            let (mut start, mut end) = if empty {
+                (Value::Null, Value::Null)
+            } else {
+                let live: Vec<&(Op, End, Op, End)> =
+                    spans.iter().flat_map(|s| s.as_ref()).collect();
+                (Value::Array(start_key(&live)), Value::Array(end_key(&live)))
+            };
+            if descending {
+                std::mem::swap(&mut start, &mut end);
+            }
+            return Plan {
+                index: Chosen::Json(i),
+                start_key: start,
+                end_key: end,
+                descending,
+                empty,
+                sort_in_memory: false,
+            };
+        }
+    }
+    // `_all_docs`: rows in `_id` order; it serves a sort on `_id` alone.
+    let r = sel.id_range();
+    let by_id = sort_fields == ["_id"];
+    let (mut start, mut end) = (r.start_key, r.end_key);
+    if by_id && descending {
+        std::mem::swap(&mut start, &mut end);
+    }
+    Plan {
+        index: Chosen::AllDocs,
+        start_key: start,
+        end_key: end,
+        descending: by_id && descending,
+        empty: noop,
+        sort_in_memory: !sort.is_empty() && !by_id,
+    }
+}
+
+impl JsonIndex {
+    /// The index key of `doc`: its values of the indexed fields, `None` when one is missing
+    /// (CouchDB's index does not hold that document).
+    pub fn key<'d>(&self, doc: &'d Value) -> Option<Vec<&'d Value>> {
+        self.fields
+            .iter()
+            .map(|(f, _)| match parse_field(f)?.lookup(doc) {
+                Lookup::Found(v) => Some(v),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Index order: keys by view collation, then `_id` bytewise.
+pub fn cmp_index_rows(a: (&[&Value], &str), b: (&[&Value], &str)) -> Ordering {
+    for (x, y) in a.0.iter().zip(b.0) {
+        match cmp_json(*x, *y) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+    }
+    cmp_raw(&Value::String(a.1.into()), &Value::String(b.1.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ix(name: &str, fields: &[&str]) -> JsonIndex {
+        JsonIndex {
+            ddoc: format!("_design/{name}"),
+            name: name.into(),
+            fields: fields
+                .iter()
+                .map(|f| (f.to_string(), SortDir::Asc))
+                .collect(),
+            partial: false,
+        }
+    }
+
+    fn p(sel: Value, sort: &[(&str, SortDir)], idx: &[JsonIndex]) -> Plan {
+        let sort: Vec<(String, SortDir)> = sort.iter().map(|(f, d)| (f.to_string(), *d)).collect();
+        plan(&Selector::parse(&sel).unwrap(), &sort, idx, None)
+    }
+
+    #[test]
+    fn chooses_like_couchdb() {
+        let idx = [
+            ix("age", &["age"]),
+            ix("name", &["name", "location"]),
+            ix("loc", &["location"]),
+        ];
+        let r = p(json!({"age": {"$gt": 0}}), &[], &idx);
+        assert_eq!(r.index, Chosen::Json(0));
+        assert_eq!((r.start_key, r.end_key), (json!([0]), json!(["<MAX>"])));
+        let r = p(json!({"location": {"$beginsWith": "A"}}), &[], &idx);
+        assert_eq!(r.index, Chosen::Json(2));
+        assert_eq!(
+            (r.start_key, r.end_key),
+            (json!(["A"]), json!(["A\u{ffff}", "<MAX>"]))
+        );
+        let r = p(
+            json!({"location": {"$beginsWith": "A"}}),
+            &[("location", SortDir::Desc)],
+            &idx,
+        );
+        assert!(r.descending);
+        assert_eq!(
+            (r.start_key, r.end_key),
+            (json!(["A\u{ffff}", "<MAX>"]), json!(["A"]))
+        );
+        let r = p(
+            json!({"name": "Eddie", "location": {"$beginsWith": "A"}}),
+            &[],
+            &idx,
+        );
+        assert_eq!(r.index, Chosen::Json(1));
+        assert_eq!(r.start_key, json!(["Eddie", "A"]));
+        // A field the index needs but the selector does not require: not usable.
+        assert_eq!(p(json!({"other": 1}), &[], &idx).index, Chosen::AllDocs);
+        assert_eq!(
+            p(json!({"age": {"$exists": false}}), &[], &idx).index,
+            Chosen::AllDocs
+        );
+        // `$or` requires what every branch requires; an empty `$or` requires anything.
+        assert_eq!(
+            p(json!({"$or": [{"age": 1}, {"age": 2}]}), &[], &idx).index,
+            Chosen::Json(0)
+        );
+        assert_eq!(
+            p(json!({"$or": [{"age": 1}, {"b": 2}]}), &[], &idx).index,
+            Chosen::AllDocs
+        );
+        let r = p(json!({"age": 22, "$or": []}), &[], &idx);
+        assert_eq!((r.index, r.empty), (Chosen::Json(0), false));
+        // Sorts: the index must serve it, leading constant columns skipped.
+        let r = p(
+            json!({"name": "x", "location": {"$gt": null}}),
+            &[("location", SortDir::Asc)],
+            &idx,
+        );
+        assert_eq!((r.index, r.sort_in_memory), (Chosen::Json(1), false));
+        let r = p(json!({"age": {"$gt": 1}}), &[("name", SortDir::Asc)], &idx);
+        assert_eq!((r.index, r.sort_in_memory), (Chosen::AllDocs, true));
+        let r = p(json!({"a": 1}), &[("_id", SortDir::Desc)], &idx);
+        assert_eq!(
+            (r.index, r.sort_in_memory, r.descending),
+            (Chosen::AllDocs, false, true)
+        );
+    }
+
+    #[test]
+    fn index_keys_and_order() {
+        let i = ix("n", &["a", "b.c"]);
+        let d1 = json!({"_id": "x", "a": 1, "b": {"c": "z"}});
+        let d2 = json!({"_id": "y", "a": 1});
+        assert_eq!(i.key(&d1), Some(vec![&json!(1), &json!("z")]));
+        assert_eq!(i.key(&d2), None);
+        let (k1, k2) = (vec![&d1["a"]], vec![&d2["a"]]);
+        assert_eq!(cmp_index_rows((&k1, "x"), (&k2, "y")), Ordering::Less);
+    }
+}
