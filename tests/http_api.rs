@@ -562,9 +562,7 @@ fn find_explain_index_and_preview_agree_with_filtered_changes() {
     let (st, r) = s.req(
         "POST",
         "/db/_index",
-        Some(
-            &json!({"index": {"fields": ["type", {"n": "desc"}]}, "name": "by-type", "ddoc": "q"}),
-        ),
+        Some(&json!({"index": {"fields": ["type", {"n": "asc"}]}, "name": "by-type", "ddoc": "q"})),
     );
     assert_eq!(
         (st, r["result"].as_str(), r["id"].as_str()),
@@ -573,16 +571,24 @@ fn find_explain_index_and_preview_agree_with_filtered_changes() {
     let (_, r) = s.req(
         "POST",
         "/db/_index",
-        Some(
-            &json!({"index": {"fields": ["type", {"n": "desc"}]}, "name": "by-type", "ddoc": "q"}),
-        ),
+        Some(&json!({"index": {"fields": ["type", {"n": "asc"}]}, "name": "by-type", "ddoc": "q"})),
     );
     assert_eq!(r["result"], "exists");
     let (_, list) = s.req("GET", "/db/_index", None);
     assert_eq!(list["total_rows"], 2);
     assert_eq!(
         list["indexes"][1]["def"]["fields"],
-        json!([{"type": "asc"}, {"n": "desc"}])
+        json!([{"type": "asc"}, {"n": "asc"}])
+    );
+    // Index fields are a sort: one direction for all, as CouchDB requires.
+    let (st, e) = s.req(
+        "POST",
+        "/db/_index",
+        Some(&json!({"index": {"fields": ["type", {"n": "desc"}]}, "name": "mixed"})),
+    );
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("unsupported_mixed_sort"))
     );
     // A usable index decides as in CouchDB: rows in its key order (type, then n), its range
     // in `_explain`, no "no index" warning; a descending sort reverses it.

@@ -424,10 +424,13 @@ fn credentials_stay_with_admins_and_out_of_status() {
         areq(&s, "PUT", "/_replicator/creds-url", Some(&url_doc)).0,
         201
     );
-    wait_for(30, || {
-        let v = doc_status(&s, "creds");
-        (v["state"] != "initializing" && !v["state"].is_null()).then_some(())
-    });
+    // Both documents must have reached the scheduler before their status pages exist.
+    for id in ["creds", "creds-url"] {
+        wait_for(30, || {
+            let v = doc_status(&s, id);
+            (v["state"] != "initializing" && !v["state"].is_null()).then_some(())
+        });
+    }
     for path in [
         "/_scheduler/jobs",
         "/_scheduler/docs",

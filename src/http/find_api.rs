@@ -16,12 +16,11 @@ use super::db_api::blocking;
 use super::error::ApiError;
 use super::request::{json_resp, Req, Resp};
 use super::Ctx;
-use crate::mango::find::{cmp_by_sort, project, FindRequest, SortDir, UseIndex};
-use crate::mango::plan::{cmp_index_rows, plan, Chosen, JsonIndex, Plan};
+use crate::mango::find::{cmp_by_sort, parse_sort, project, FindRequest, SortDir, UseIndex};
+use crate::mango::path::parse_field;
+use crate::mango::plan::{cmp_index_rows, plan, warnings, Chosen, JsonIndex, Plan, Request};
 use crate::mango::MangoError;
 use crate::store::{Database, ReadOpts};
-
-const NO_INDEX_WARNING: &str = "No matching index found, create an index to optimize query time.";
 
 fn mango_error(e: MangoError) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, e.error_tag(), e.to_string())
@@ -77,11 +76,7 @@ fn run(db: &Database, q: &FindRequest) -> Result<Found, ApiError> {
         conflicts: q.conflicts,
         ..Default::default()
     };
-    let indexes: Vec<JsonIndex> = list_indexes(db)?
-        .into_iter()
-        .filter_map(|(_, ix)| ix)
-        .collect();
-    let plan = plan(&q.selector, &q.sort, &indexes, q.use_index.as_ref());
+    let Planned { indexes, plan, .. } = planned(db, q)?;
     let mut matched = Vec::new();
     let mut examined = 0;
     if !plan.empty {
@@ -137,20 +132,47 @@ fn run(db: &Database, q: &FindRequest) -> Result<Found, ApiError> {
         })
         .collect();
     let bookmark = make_bookmark(start + docs.len());
+    let warnings = warnings(&plan, q.use_index.as_ref(), &indexes);
     Ok(Found {
         docs,
         examined,
         bookmark,
-        plan,
+        warnings,
     })
 }
 
-/// A query's answer and how it was planned.
+/// A query's answer.
 struct Found {
     docs: Vec<Value>,
     examined: usize,
     bookmark: String,
+    warnings: Vec<String>,
+}
+
+/// The database's usable JSON index definitions, their `GET _index` entries (same order),
+/// and the plan for a query.
+struct Planned {
+    indexes: Vec<JsonIndex>,
+    entries: Vec<Value>,
     plan: Plan,
+}
+
+fn planned(db: &Database, q: &FindRequest) -> Result<Planned, ApiError> {
+    let (entries, indexes): (Vec<Value>, Vec<JsonIndex>) = list_indexes(db)?
+        .into_iter()
+        .filter_map(|(entry, ix)| Some((entry, ix?)))
+        .unzip();
+    let req = Request {
+        sort: &q.sort,
+        use_index: q.use_index.as_ref(),
+        allow_fallback: q.allow_fallback,
+    };
+    let plan = plan(&q.selector, &req, &indexes).map_err(mango_error)?;
+    Ok(Planned {
+        indexes,
+        entries,
+        plan,
+    })
 }
 
 pub async fn find(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiError> {
@@ -164,8 +186,8 @@ pub async fn find(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiError>
     let f = blocking(move || run(&db, &q)).await?;
     let examined = f.examined;
     let mut out = json!({"docs": f.docs, "bookmark": f.bookmark});
-    if f.plan.index == Chosen::AllDocs {
-        out["warning"] = json!(NO_INDEX_WARNING);
+    if !f.warnings.is_empty() {
+        out["warning"] = json!(f.warnings.join("\n"));
     }
     if stats {
         out["execution_stats"] = json!({
@@ -189,15 +211,10 @@ pub async fn explain(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErr
     }
     let database = ctx.store.db(db)?;
     let q = parse_find(req)?;
-    let listed = list_indexes(&database)?;
-    let indexes: Vec<JsonIndex> = listed.iter().filter_map(|(_, ix)| ix.clone()).collect();
-    let plan = plan(&q.selector, &q.sort, &indexes, q.use_index.as_ref());
+    let Planned { entries, plan, .. } = planned(&database, &q)?;
     let index = match plan.index {
         Chosen::AllDocs => all_docs_index(),
-        Chosen::Json(i) => listed
-            .iter()
-            .find(|(_, ix)| ix.as_ref() == Some(&indexes[i]))
-            .map_or_else(all_docs_index, |(v, _)| v.clone()),
+        Chosen::Json(i) => entries[i].clone(),
     };
     let use_index = match &q.use_index {
         None => json!([]),
@@ -269,35 +286,30 @@ fn list_indexes(db: &Database) -> Result<Vec<(Value, Option<JsonIndex>)>, ApiErr
     Ok(out)
 }
 
-/// A stored definition as the planner reads it; `None` if its `fields` are not usable.
+/// A stored definition as the planner reads it; `None` if CouchDB could not use it either
+/// (fields that are not a valid sort, a partial filter that is not a valid selector).
 fn json_index(ddoc: &str, name: &str, def: &Value) -> Option<JsonIndex> {
-    let fields = def
-        .get("fields")?
-        .as_array()?
-        .iter()
-        .map(|f| match f {
-            Value::String(s) => Some((s.clone(), SortDir::Asc)),
-            Value::Object(m) if m.len() == 1 => {
-                let (k, d) = m.iter().next()?;
-                Some((
-                    k.clone(),
-                    if d == "desc" {
-                        SortDir::Desc
-                    } else {
-                        SortDir::Asc
-                    },
-                ))
-            }
-            _ => None,
-        })
+    let fields = parse_sort(def.get("fields")?)
+        .ok()?
+        .into_iter()
+        .map(|(f, _)| Some((f.clone(), parse_field(&f)?)))
         .collect::<Option<Vec<_>>>()?;
+    // `mango_idx:get_partial_filter_selector/1`: the older name was `selector`.
+    let partial = ["partial_filter_selector", "selector"]
+        .iter()
+        .find_map(|k| {
+            def.get(*k)
+                .filter(|p| p.as_object().is_some_and(|m| !m.is_empty()))
+        });
+    let partial = match partial {
+        Some(p) => Some(crate::mango::Selector::parse(p).ok()?),
+        None => None,
+    };
     Some(JsonIndex {
         ddoc: ddoc.to_owned(),
         name: name.to_owned(),
         fields,
-        partial: def
-            .get("partial_filter_selector")
-            .is_some_and(|p| p.as_object().is_some_and(|m| !m.is_empty())),
+        partial,
     })
 }
 
@@ -333,18 +345,13 @@ pub async fn index(
                 .and_then(Value::as_array)
                 .filter(|f| !f.is_empty())
                 .ok_or_else(|| ApiError::bad_request("index.fields must be a non-empty array of field names or {field: direction}"))?;
-            let mut def_fields = Vec::new();
-            for f in fields {
-                match f {
-                    Value::String(s) => def_fields.push(json!({s: "asc"})),
-                    Value::Object(m) if m.len() == 1 => def_fields.push(f.clone()),
-                    other => {
-                        return Err(ApiError::bad_request(format!(
-                            "invalid index field: {other}"
-                        )))
-                    }
-                }
-            }
+            // CouchDB validates index fields as a sort: names or {name: direction}, one
+            // direction for all.
+            let def_fields: Vec<Value> = parse_sort(&Value::Array(fields.clone()))
+                .map_err(mango_error)?
+                .into_iter()
+                .map(|(f, d)| json!({f: if d == SortDir::Asc { "asc" } else { "desc" }}))
+                .collect();
             let mut def = Map::new();
             def.insert("fields".into(), Value::Array(def_fields.clone()));
             if let Some(p) = index.get("partial_filter_selector") {

@@ -63,6 +63,9 @@ pub enum MangoError {
     InvalidIndexName(String),
     #[error("Invalid bookmark value: {0}")]
     InvalidBookmark(String),
+    /// `use_index` names no usable index and `allow_fallback` is false.
+    #[error("{0}")]
+    InvalidIndex(String),
     #[error("Sort must be an array of sort specs, not: {0}")]
     InvalidSortJson(String),
     #[error("Invalid sort field: {0}")]
@@ -100,6 +103,7 @@ impl MangoError {
             InvalidOkOrFalse(_) => "invalid_ok_or_false_value",
             InvalidIndexName(_) => "invalid_index_name",
             InvalidBookmark(_) => "invalid_bookmark",
+            InvalidIndex(_) => "invalid_index",
             InvalidSortJson(_) => "invalid_sort_json",
             InvalidSortField(_) => "invalid_sort_field",
             UnsupportedMixedSort => "unsupported_mixed_sort",

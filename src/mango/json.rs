@@ -11,6 +11,7 @@
 //! give the same [`View`]s all the way down, so every selector answers the same on both.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -214,6 +215,9 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
     }
 }
 
+/// Objects up to this many members are checked for repeated names by a linear search.
+const LINEAR_MEMBERS: usize = 16;
+
 /// An object, keeping only the named members when given names.
 struct ObjectVisitor<'f>(Option<&'f [String]>);
 
@@ -224,17 +228,36 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc<'de>, A::Error> {
-        let mut out = Vec::new();
+        let mut out: Vec<(Cow<'de, str>, Doc<'de>)> = Vec::new();
+        // Positions by name, built once an object is too big to search linearly.
+        let mut index: Option<HashMap<Cow<'de, str>, usize>> = None;
         while let Some(Key(k)) = map.next_key()? {
-            if self.0.is_none_or(|only| only.iter().any(|f| *f == *k)) {
-                let v = map.next_value_seed(DocSeed)?;
-                // A repeated name replaces the earlier value in place, as in a map.
-                match out.iter_mut().find(|(x, _): &&mut (Cow<str>, Doc)| *x == k) {
-                    Some((_, old)) => *old = v,
-                    None => out.push((k, v)),
-                }
-            } else {
+            if self.0.is_some_and(|only| !only.iter().any(|f| *f == *k)) {
                 map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let v = map.next_value_seed(DocSeed)?;
+            // A repeated name replaces the earlier value in place, as in a map.
+            let seen = match &index {
+                Some(ix) => ix.get(&k).copied(),
+                None => out.iter().position(|(x, _)| *x == k),
+            };
+            match seen {
+                Some(i) => out[i].1 = v,
+                None => {
+                    if let Some(ix) = &mut index {
+                        ix.insert(k.clone(), out.len());
+                    }
+                    out.push((k, v));
+                    if index.is_none() && out.len() > LINEAR_MEMBERS {
+                        index = Some(
+                            out.iter()
+                                .enumerate()
+                                .map(|(i, (k, _))| (k.clone(), i))
+                                .collect(),
+                        );
+                    }
+                }
             }
         }
         Ok(Doc::Obj(out))
@@ -302,5 +325,11 @@ mod tests {
         let text = br#"{"a": 1, "b": 2, "a": 3}"#;
         let v: Value = serde_json::from_slice(text).unwrap();
         assert!(same(&v, &Doc::object(text, None).unwrap()));
+        // Past the linear search too.
+        let mut big: String = (0..40).map(|i| format!("\"k{i}\": {i},")).collect();
+        big.push_str(r#""k3": "again", "k39": null, "z": 1"#);
+        let text = format!("{{{big}}}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(same(&v, &Doc::object(text.as_bytes(), None).unwrap()));
     }
 }

@@ -28,8 +28,8 @@
 //!   patterns that differ.
 //! * Integers beyond the 64-bit range are held as floats by `serde_json` (CouchDB keeps
 //!   bignums exactly).
-//! * A `_find` `sort` that no index serves (or that mixes directions) is done in memory;
-//!   CouchDB answers 400 `no_usable_index` / `unsupported_mixed_sort` ([`plan`]).
+//! * A `_find` `sort` that no index serves is done in memory; CouchDB answers 400
+//!   `no_usable_index` ([`plan`]).
 //!
 //! Kept CouchDB quirks: only the top-level condition is checked for a missing field name, so
 //! `{"$and":[{"$gt":1}]}` is accepted and applies to the whole document; negations are not

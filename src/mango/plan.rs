@@ -9,28 +9,33 @@
 //! the order CouchDB gives, only without the speed of a stored index.
 //!
 //! Where CouchDB refuses, settee answers: a `sort` no index can serve is done in memory
-//! (CouchDB: 400 `no_usable_index`), and so is a sort mixing directions.
+//! (CouchDB: 400 `no_usable_index`). Where CouchDB's range arithmetic (view collation) calls
+//! a JSON index range empty, `_explain` says so but `_find` still matches every candidate:
+//! `_id` conditions match in raw order, so such a range can hold matches, and `_find` must
+//! show what a selector-filtered feed sends.
 
 use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::collate::{cmp_json, cmp_raw};
+use super::collate::cmp_json;
 use super::find::{SortDir, UseIndex};
 use super::parse::{Cond, Leaf, Node};
-use super::path::{parse_field, Lookup};
+use super::path::{FieldPath, Lookup};
 use super::range::{field_ranges, End, Op, Span};
-use super::Selector;
+use super::{MangoError, Selector};
 
 /// A JSON index as stored in a query design document.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct JsonIndex {
     /// `_design/…`
     pub ddoc: String,
     pub name: String,
-    pub fields: Vec<(String, SortDir)>,
-    /// Indexes with a `partial_filter_selector` are used only when named (`use_index`).
-    pub partial: bool,
+    /// Column names as written, with their parsed paths.
+    pub fields: Vec<(String, FieldPath)>,
+    /// `partial_filter_selector`: the index holds only documents matching it, and is used
+    /// only when named (`use_index`).
+    pub partial: Option<Selector>,
 }
 
 /// The index a query runs on.
@@ -50,7 +55,7 @@ pub struct Plan {
     pub end_key: Value,
     /// Rows come in reverse index order (a descending sort served by the index).
     pub descending: bool,
-    /// The index range is empty: no row can match.
+    /// A top-level empty `$or`/`$and`/`$in`/`$all`: CouchDB runs no query at all.
     pub empty: bool,
     /// The sort is not the index order: rows are sorted in memory.
     pub sort_in_memory: bool,
@@ -115,11 +120,13 @@ fn can_use_sort(cols: &[&str], sort: &[&str], root: Option<&Node>) -> bool {
 /// `mango_idx_view:is_usable/3`.
 fn usable(ix: &JsonIndex, root: Option<&Node>, sort: &[&str]) -> bool {
     let cols = columns(ix);
-    let required: Vec<&str> = cols
+    let mut required: Vec<&str> = cols
         .iter()
         .copied()
         .filter(|c| !sort.contains(c) && *c != "_id" && *c != "_rev")
         .collect();
+    required.sort_unstable();
+    required.dedup();
     let has = match root {
         None => required.is_empty(),
         Some(n) => has_required(n, &required),
@@ -166,106 +173,153 @@ fn end_key(ranges: &[&(Op, End, Op, End)]) -> Vec<Value> {
     out
 }
 
-/// Chooses the index for a query and the keys `_explain` reports.
-pub fn plan(
-    sel: &Selector,
-    sort: &[(String, SortDir)],
-    indexes: &[JsonIndex],
-    use_index: Option<&UseIndex>,
-) -> Plan {
-    let root = sel.root.as_ref();
-    let sort_fields: Vec<&str> = sort.iter().map(|(f, _)| f.as_str()).collect();
-    let one_direction = sort.windows(2).all(|w| w[0].1 == w[1].1);
-    let descending = sort.first().is_some_and(|(_, d)| *d == SortDir::Desc);
-    let named = |ix: &JsonIndex| match use_index {
+/// What `_find` asked for besides the selector.
+pub struct Request<'a> {
+    pub sort: &'a [(String, SortDir)],
+    pub use_index: Option<&'a UseIndex>,
+    pub allow_fallback: bool,
+}
+
+/// The design document name `use_index` gives, without `_design/` (`mango_cursor:ddoc_name`).
+fn ddoc_name(d: &str) -> &str {
+    d.strip_prefix("_design/").unwrap_or(d)
+}
+
+/// Does `use_index` name this index?
+fn named(use_index: Option<&UseIndex>, ix: &JsonIndex) -> bool {
+    let own = ddoc_name(&ix.ddoc);
+    match use_index {
         None => false,
-        Some(UseIndex::Ddoc(d)) => ix.ddoc.strip_prefix("_design/") == Some(d.as_str()),
-        Some(UseIndex::DdocAndName(d, n)) => {
-            ix.ddoc.strip_prefix("_design/") == Some(d.as_str()) && ix.name == *n
-        }
-    };
+        Some(UseIndex::Ddoc(d)) => own == ddoc_name(d),
+        Some(UseIndex::DdocAndName(d, n)) => own == ddoc_name(d) && ix.name == *n,
+    }
+}
+
+/// Chooses the index for a query and the keys `_explain` reports. Errs as CouchDB does when
+/// `allow_fallback` is false and `use_index` names no usable index.
+pub fn plan(sel: &Selector, req: &Request, indexes: &[JsonIndex]) -> Result<Plan, MangoError> {
+    let root = sel.root.as_ref();
+    let sort_fields: Vec<&str> = req.sort.iter().map(|(f, _)| f.as_str()).collect();
+    let descending = req.sort.first().is_some_and(|(_, d)| *d == SortDir::Desc);
+    let by_id = sort_fields == ["_id"];
     let candidates: Vec<usize> = (0..indexes.len())
         .filter(|&i| {
             let ix = &indexes[i];
-            (!ix.partial || named(ix)) && one_direction && usable(ix, root, &sort_fields)
+            (ix.partial.is_none() || named(req.use_index, ix)) && usable(ix, root, &sort_fields)
         })
         .collect();
-    // A usable index the client named wins; otherwise any usable one may.
+    // `mango_cursor:create/4`: a usable index the client named wins; otherwise any usable
+    // one may, unless fallback is off.
     let preferred: Vec<usize> = candidates
         .iter()
         .copied()
-        .filter(|&i| named(&indexes[i]))
+        .filter(|&i| named(req.use_index, &indexes[i]))
         .collect();
-    let candidates = if preferred.is_empty() {
+    let all_docs_usable = req.sort.is_empty() || by_id;
+    let usable_count = candidates.len() + usize::from(all_docs_usable);
+    let candidates = if !preferred.is_empty() {
+        preferred
+    } else if req.allow_fallback || (req.use_index.is_none() && usable_count > 1) {
         candidates
     } else {
-        preferred
+        return Err(MangoError::InvalidIndex(match req.use_index {
+            None => "You must specify an index with the `use_index` parameter.".into(),
+            Some(UseIndex::Ddoc(d)) => format!(
+                "_design/{} specified by `use_index` could not be found or it is not suitable.",
+                ddoc_name(d)
+            ),
+            Some(UseIndex::DdocAndName(d, n)) => format!(
+                "_design/{}, {n} specified by `use_index` could not be found or it is not suitable.",
+                ddoc_name(d)
+            ),
+        }));
     };
     let noop = sel.is_noop_range();
-    if !candidates.is_empty() {
-        let ranges: Vec<(String, Span)> = root.map(field_ranges).unwrap_or_default();
-        // `composite_indexes/2` + `choose_best_index/1`.
-        let prefix = |ix: &JsonIndex| -> Vec<&Span> {
-            ix.fields
-                .iter()
-                .map_while(|(c, _)| ranges.iter().find(|(f, _)| f == c).map(|(_, r)| r))
-                .collect()
-        };
-        let best = candidates.iter().copied().min_by(|&a, &b| {
-            let (ia, ib) = (&indexes[a], &indexes[b]);
-            let da = ranges.len() - prefix(ia).len();
-            let db = ranges.len() - prefix(ib).len();
-            da.cmp(&db)
-                .then(ia.fields.len().cmp(&ib.fields.len()))
-                .then_with(|| (&ia.ddoc, &ia.name).cmp(&(&ib.ddoc, &ib.name)))
-        });
-        if let Some(i) = best {
+    let ranges: Vec<(String, Span)> = root.map(field_ranges).unwrap_or_default();
+    // `composite_indexes/2`: the longest prefix of columns with a range.
+    let prefix = |ix: &JsonIndex| -> Vec<&Span> {
+        ix.fields
+            .iter()
+            .map_while(|(c, _)| ranges.iter().find(|(f, _)| f == c).map(|(_, r)| r))
+            .collect()
+    };
+    let difference = |ix: &JsonIndex| ranges.len() as i64 - prefix(ix).len() as i64;
+    // `choose_best_index/1`.
+    let best = candidates.iter().copied().min_by(|&a, &b| {
+        let (ia, ib) = (&indexes[a], &indexes[b]);
+        difference(ia)
+            .cmp(&difference(ib))
+            .then(ia.fields.len().cmp(&ib.fields.len()))
+            .then_with(|| (&ia.ddoc, &ia.name).cmp(&(&ib.ddoc, &ib.name)))
+    });
+    let (index, start, end, sort_in_memory) = match best {
+        Some(i) => {
             let spans = prefix(&indexes[i]);
-            let empty = noop || spans.iter().any(|s| s.is_none());
-            let (mut start, mut end) = if empty {
+            let (start, end) = if noop || spans.iter().any(|s| s.is_none()) {
                 (Value::Null, Value::Null)
             } else {
                 let live: Vec<&(Op, End, Op, End)> =
                     spans.iter().flat_map(|s| s.as_ref()).collect();
                 (Value::Array(start_key(&live)), Value::Array(end_key(&live)))
             };
-            if descending {
-                std::mem::swap(&mut start, &mut end);
-            }
-            return Plan {
-                index: Chosen::Json(i),
-                start_key: start,
-                end_key: end,
-                descending,
-                empty,
-                sort_in_memory: false,
-            };
+            (Chosen::Json(i), start, end, false)
         }
-    }
-    // `_all_docs`: rows in `_id` order; it serves a sort on `_id` alone.
-    let r = sel.id_range();
-    let by_id = sort_fields == ["_id"];
-    let (mut start, mut end) = (r.start_key, r.end_key);
-    if by_id && descending {
-        std::mem::swap(&mut start, &mut end);
-    }
-    Plan {
-        index: Chosen::AllDocs,
-        start_key: start,
-        end_key: end,
-        descending: by_id && descending,
+        // `_all_docs`: rows in `_id` order; it serves a sort on `_id` alone.
+        None => {
+            let r = sel.id_range();
+            (Chosen::AllDocs, r.start_key, r.end_key, !all_docs_usable)
+        }
+    };
+    let descending = descending && !sort_in_memory;
+    let (start_key, end_key) = if descending {
+        (end, start)
+    } else {
+        (start, end)
+    };
+    Ok(Plan {
+        index,
+        start_key,
+        end_key,
+        descending,
         empty: noop,
-        sort_in_memory: !sort.is_empty() && !by_id,
+        sort_in_memory,
+    })
+}
+
+/// CouchDB's warnings for a query run on `plan`: the named index was not used, no index was.
+pub fn warnings(plan: &Plan, use_index: Option<&UseIndex>, indexes: &[JsonIndex]) -> Vec<String> {
+    let mut out = Vec::new();
+    let used = match plan.index {
+        Chosen::Json(i) => named(use_index, &indexes[i]),
+        Chosen::AllDocs => false,
+    };
+    match use_index {
+        Some(UseIndex::Ddoc(d)) if !used => out.push(format!(
+            "_design/{} was not used because it does not contain a valid index for this query.",
+            ddoc_name(d)
+        )),
+        Some(UseIndex::DdocAndName(d, n)) if !used => out.push(format!(
+            "_design/{}, {n} was not used because it is not a valid index for this query.",
+            ddoc_name(d)
+        )),
+        _ => {}
     }
+    if plan.index == Chosen::AllDocs {
+        out.push("No matching index found, create an index to optimize query time.".into());
+    }
+    out
 }
 
 impl JsonIndex {
-    /// The index key of `doc`: its values of the indexed fields, `None` when one is missing
-    /// (CouchDB's index does not hold that document).
+    /// The index key of `doc`, `None` when CouchDB's index does not hold it: a field is
+    /// missing, or it fails the partial filter selector.
     pub fn key<'d>(&self, doc: &'d Value) -> Option<Vec<&'d Value>> {
+        if self.partial.as_ref().is_some_and(|p| !p.matches(doc)) {
+            return None;
+        }
         self.fields
             .iter()
-            .map(|(f, _)| match parse_field(f)?.lookup(doc) {
+            .map(|(_, path)| match path.lookup(doc) {
                 Lookup::Found(v) => Some(v),
                 _ => None,
             })
@@ -281,7 +335,7 @@ pub fn cmp_index_rows(a: (&[&Value], &str), b: (&[&Value], &str)) -> Ordering {
             o => return o,
         }
     }
-    cmp_raw(&Value::String(a.1.into()), &Value::String(b.1.into()))
+    a.1.as_bytes().cmp(b.1.as_bytes())
 }
 
 #[cfg(test)]
@@ -295,15 +349,64 @@ mod tests {
             name: name.into(),
             fields: fields
                 .iter()
-                .map(|f| (f.to_string(), SortDir::Asc))
+                .map(|f| (f.to_string(), super::super::path::parse_field(f).unwrap()))
                 .collect(),
-            partial: false,
+            partial: None,
         }
     }
 
     fn p(sel: Value, sort: &[(&str, SortDir)], idx: &[JsonIndex]) -> Plan {
         let sort: Vec<(String, SortDir)> = sort.iter().map(|(f, d)| (f.to_string(), *d)).collect();
-        plan(&Selector::parse(&sel).unwrap(), &sort, idx, None)
+        let req = Request {
+            sort: &sort,
+            use_index: None,
+            allow_fallback: true,
+        };
+        plan(&Selector::parse(&sel).unwrap(), &req, idx).unwrap()
+    }
+
+    #[test]
+    fn use_index_and_fallback() {
+        let mut partial = ix("p", &["age"]);
+        partial.partial = Some(Selector::parse(&json!({"age": {"$gt": 30}})).unwrap());
+        let idx = [ix("age", &["age"]), partial];
+        let sel = Selector::parse(&json!({"age": {"$gt": 1}})).unwrap();
+        let run = |u: Option<UseIndex>, fallback: bool| {
+            let req = Request {
+                sort: &[],
+                use_index: u.as_ref(),
+                allow_fallback: fallback,
+            };
+            plan(&sel, &req, &idx).map(|p| (p.index.clone(), warnings(&p, u.as_ref(), &idx)))
+        };
+        // A partial index only when named, with or without the `_design/` prefix.
+        assert_eq!(run(None, true).unwrap(), (Chosen::Json(0), vec![]));
+        for name in ["p", "_design/p"] {
+            assert_eq!(
+                run(Some(UseIndex::Ddoc(name.into())), true).unwrap().0,
+                Chosen::Json(1)
+            );
+        }
+        let (chosen, warn) = run(Some(UseIndex::Ddoc("nope".into())), true).unwrap();
+        assert_eq!(chosen, Chosen::Json(0));
+        assert!(warn[0].contains("_design/nope was not used"), "{warn:?}");
+        let e = run(
+            Some(UseIndex::DdocAndName("nope".into(), "x".into())),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.error_tag(), "invalid_index");
+        // A definition repeating a column is usable, and (signed, as in CouchDB) ranks first.
+        let with_dup = [ix("age", &["age"]), ix("dup", &["age", "age"])];
+        let req = Request {
+            sort: &[],
+            use_index: None,
+            allow_fallback: true,
+        };
+        assert_eq!(plan(&sel, &req, &with_dup).unwrap().index, Chosen::Json(1));
+        // The partial filter decides membership.
+        assert_eq!(idx[1].key(&json!({"age": 20})), None);
+        assert!(idx[1].key(&json!({"age": 40})).is_some());
     }
 
     #[test]
@@ -379,7 +482,7 @@ mod tests {
         let d2 = json!({"_id": "y", "a": 1});
         assert_eq!(i.key(&d1), Some(vec![&json!(1), &json!("z")]));
         assert_eq!(i.key(&d2), None);
-        let (k1, k2) = (vec![&d1["a"]], vec![&d2["a"]]);
+        let (k1, k2) = (vec![&d1["a"]], vec![&d1["a"]]);
         assert_eq!(cmp_index_rows((&k1, "x"), (&k2, "y")), Ordering::Less);
     }
 }

@@ -237,15 +237,22 @@ impl Database {
             // up and grows their trees: the two halves of a big interactive write overlap.
             let mut docs = docs;
             let jobs: Vec<_> = docs.iter_mut().map(|(_, d)| Prepared::job(d)).collect();
+            // Borrowed by the helper, so that if it cannot start the jobs are still here.
+            let jobs = Mutex::new(jobs);
+            let take = || std::mem::take(&mut *jobs.lock().unwrap_or_else(|e| e.into_inner()));
             std::thread::scope(|s| {
                 let (tx, rx) = std::sync::mpsc::sync_channel(PREPARE_MIN);
-                s.spawn(move || {
-                    for job in jobs {
+                let helper = std::thread::Builder::new().spawn_scoped(s, move || {
+                    for job in take() {
                         if tx.send(job.map(Prepared::compute)).is_err() {
                             break;
                         }
                     }
                 });
+                if helper.is_err() {
+                    let inline = take().into_iter().map(|j| Ok(j.map(Prepared::compute)));
+                    return w.apply(docs, new_edits, inline);
+                }
                 let prepared =
                     std::iter::from_fn(|| {
                         Some(rx.recv().map_err(|_| {
@@ -1166,9 +1173,12 @@ impl<'a> Writer<'a> {
             },
         };
         let parent_rev = parent.map(|i| tree.node(i).rev.clone());
+        // Only stubs refer to the parent's attachments; without any, its body is not read.
         let parent_atts = match &parent_rev {
-            Some(r) => self.body(&upd.id, r)?.shift_remove("_attachments"),
-            None => None,
+            Some(r) if !upd.attachments.is_empty() => {
+                self.body(&upd.id, r)?.shift_remove("_attachments")
+            }
+            _ => None,
         };
         let pos = parent_rev.as_ref().map_or(1, |r| r.pos + 1);
         let mut body = upd.body;
