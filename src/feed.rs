@@ -1,14 +1,15 @@
 //! Which revisions of a change a filtered changes feed lets through.
 //!
-//! Shared by the HTTP `_changes` handler and the replicator's local endpoint, so a
-//! selector-filtered replication from a local database sends exactly what
-//! `POST _changes?filter=_selector` would (and what `_find` previews).
+//! Shared by the HTTP `_changes` handler, the replicator's local endpoint and `_find`
+//! ([`leaf_matches`]), so a selector-filtered replication from a local database sends exactly
+//! what `POST _changes?filter=_selector` would and what `_find` previews.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 
 use crate::mango::json::Doc;
 use crate::mango::Selector;
+use crate::store::codec::DocRecord;
 use crate::store::{Change, Database, ReadOpts, StoreError};
 
 /// Special members [`doc_for_match`] provides.
@@ -48,20 +49,7 @@ impl FeedFilter {
         if let Some(sel) = &self.selector {
             let mut kept = Vec::with_capacity(leaves.len());
             for i in leaves {
-                let hit = match sel.top_fields() {
-                    // Members the selector cannot see are not decoded, and what it reads is
-                    // borrowed from the stored body (`_attachments` and the like are only in
-                    // the full document).
-                    Some(f)
-                        if !f.iter().any(|k| {
-                            k.starts_with('_') && !SEEN_SPECIALS.contains(&k.as_str())
-                        }) =>
-                    {
-                        sel.matches(&doc_for_match(db, c, i, f)?)
-                    }
-                    _ => sel.matches(&db.doc_json(&c.id, &c.record, i, &ReadOpts::default())?),
-                };
-                if hit {
+                if leaf_matches(sel, db, &c.id, &c.record, i, &ReadOpts::default())? {
                     kept.push(i);
                 }
             }
@@ -71,22 +59,47 @@ impl FeedFilter {
     }
 }
 
-/// Leaf `idx` of a change as a selector whose top fields are `fields` sees it: those members
-/// of the stored body, plus `_id`, `_rev` and `_deleted` when named there. Matches exactly
-/// when the whole document ([`Database::doc_json`]) does.
-fn doc_for_match<'c>(
+/// Does leaf `idx` of document `id` satisfy `sel`? Members the selector cannot see are not
+/// decoded, and what it reads is borrowed from the stored body; a selector that reads the
+/// whole document, or special members only the full document has (`_attachments`,
+/// `_conflicts`…), sees it as [`Database::doc_json`] renders it with `opts`.
+pub fn leaf_matches(
+    sel: &Selector,
     db: &Database,
-    c: &'c Change,
+    id: &str,
+    rec: &DocRecord,
+    idx: usize,
+    opts: &ReadOpts,
+) -> Result<bool, StoreError> {
+    Ok(match sel.top_fields() {
+        Some(f)
+            if !f
+                .iter()
+                .any(|k| k.starts_with('_') && !SEEN_SPECIALS.contains(&k.as_str())) =>
+        {
+            sel.matches(&doc_for_match(db, id, rec, idx, f)?)
+        }
+        _ => sel.matches(&db.doc_json(id, rec, idx, opts)?),
+    })
+}
+
+/// Leaf `idx` as a selector whose top fields are `fields` sees it: those members of the
+/// stored body, plus `_id`, `_rev` and `_deleted` when named there. Matches exactly when the
+/// whole document ([`Database::doc_json`]) does.
+fn doc_for_match<'r>(
+    db: &Database,
+    id: &'r str,
+    rec: &'r DocRecord,
     idx: usize,
     fields: &[String],
-) -> Result<Doc<'c>, StoreError> {
-    let node = c.record.tree.node(idx);
-    let body = db.leaf_body(&c.id, &c.record, idx)?;
+) -> Result<Doc<'r>, StoreError> {
+    let node = rec.tree.node(idx);
+    let body = db.leaf_body(id, rec, idx)?;
     let mut doc = Doc::object(body, Some(fields))
-        .ok_or_else(|| StoreError::Corrupt(format!("body of {} {}", c.id, node.rev)))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("body of {id} {}", node.rev)))?;
     let named = |f: &str| fields.iter().any(|x| x == f);
     if named("_id") {
-        doc.push("_id", Doc::Str(Cow::Borrowed(&c.id)));
+        doc.push("_id", Doc::Str(Cow::Borrowed(id)));
     }
     if named("_rev") {
         doc.push("_rev", Doc::Str(Cow::Owned(node.rev.to_string())));

@@ -16,6 +16,7 @@ use super::db_api::blocking;
 use super::error::ApiError;
 use super::request::{json_resp, Req, Resp};
 use super::Ctx;
+use crate::feed::leaf_matches;
 use crate::mango::find::{cmp_by_sort, parse_sort, project, FindRequest, SortDir, UseIndex};
 use crate::mango::path::parse_field;
 use crate::mango::plan::{cmp_index_rows, plan, warnings, Chosen, JsonIndex, Plan, Request};
@@ -92,9 +93,8 @@ fn run(db: &Database, q: &FindRequest) -> Result<Found, ApiError> {
             }
             let Some(w) = rec.tree.winner() else { continue };
             examined += 1;
-            let doc = db.doc_json(&id, &rec, w, &opts)?;
-            if q.selector.matches(&doc) {
-                matched.push(doc);
+            if leaf_matches(&q.selector, db, &id, &rec, w, &opts)? {
+                matched.push(db.doc_json(&id, &rec, w, &opts)?);
             }
         }
     }
