@@ -102,15 +102,15 @@ fn run(db: &Database, q: &FindRequest) -> Result<Found, ApiError> {
         Chosen::Json(i) => {
             // The index holds only documents having every indexed field, in key order.
             let ix = &indexes[i];
-            let mut keyed: Vec<(Vec<&Value>, &str, usize)> = matched
-                .iter()
-                .enumerate()
-                .filter_map(|(n, d)| Some((ix.key(d)?, d["_id"].as_str().unwrap_or(""), n)))
+            let mut keyed: Vec<(Vec<Value>, Value)> = matched
+                .into_iter()
+                .filter_map(|d| Some((ix.key(&d)?, d)))
                 .collect();
-            keyed.sort_by(|a, b| cmp_index_rows((&a.0, a.1), (&b.0, b.1)));
-            let order: Vec<usize> = keyed.into_iter().map(|(_, _, n)| n).collect();
-            let mut slots: Vec<Option<Value>> = matched.into_iter().map(Some).collect();
-            matched = order.into_iter().filter_map(|n| slots[n].take()).collect();
+            fn id(d: &Value) -> &str {
+                d["_id"].as_str().unwrap_or("")
+            }
+            keyed.sort_by(|(ka, a), (kb, b)| cmp_index_rows((ka, id(a)), (kb, id(b))));
+            matched = keyed.into_iter().map(|(_, d)| d).collect();
         }
         Chosen::AllDocs if plan.sort_in_memory => {
             // Stable sort keeps `_id` order among ties.

@@ -313,14 +313,14 @@ pub fn warnings(plan: &Plan, use_index: Option<&UseIndex>, indexes: &[JsonIndex]
 impl JsonIndex {
     /// The index key of `doc`, `None` when CouchDB's index does not hold it: a field is
     /// missing, or it fails the partial filter selector.
-    pub fn key<'d>(&self, doc: &'d Value) -> Option<Vec<&'d Value>> {
+    pub fn key(&self, doc: &Value) -> Option<Vec<Value>> {
         if self.partial.as_ref().is_some_and(|p| !p.matches(doc)) {
             return None;
         }
         self.fields
             .iter()
             .map(|(_, path)| match path.lookup(doc) {
-                Lookup::Found(v) => Some(v),
+                Lookup::Found(v) => Some(v.clone()),
                 _ => None,
             })
             .collect()
@@ -328,9 +328,9 @@ impl JsonIndex {
 }
 
 /// Index order: keys by view collation, then `_id` bytewise.
-pub fn cmp_index_rows(a: (&[&Value], &str), b: (&[&Value], &str)) -> Ordering {
+pub fn cmp_index_rows(a: (&[Value], &str), b: (&[Value], &str)) -> Ordering {
     for (x, y) in a.0.iter().zip(b.0) {
-        match cmp_json(*x, *y) {
+        match cmp_json(x, y) {
             Ordering::Equal => {}
             o => return o,
         }
@@ -480,9 +480,9 @@ mod tests {
         let i = ix("n", &["a", "b.c"]);
         let d1 = json!({"_id": "x", "a": 1, "b": {"c": "z"}});
         let d2 = json!({"_id": "y", "a": 1});
-        assert_eq!(i.key(&d1), Some(vec![&json!(1), &json!("z")]));
+        assert_eq!(i.key(&d1), Some(vec![json!(1), json!("z")]));
         assert_eq!(i.key(&d2), None);
-        let (k1, k2) = (vec![&d1["a"]], vec![&d1["a"]]);
+        let (k1, k2) = (vec![d1["a"].clone()], vec![d1["a"].clone()]);
         assert_eq!(cmp_index_rows((&k1, "x"), (&k2, "y")), Ordering::Less);
     }
 }
