@@ -6,9 +6,9 @@
 //! no escapes and keeps an object's members in a plain vector, which is all the matcher needs
 //! (it looks members up by name and walks them in stored order).
 //!
-//! Invariant: for any JSON text whose objects have unique member names (every stored body:
-//! bodies are written from a map), a [`Doc`] decoded from it and the `Value` decoded from it
-//! give the same [`View`]s all the way down, so every selector answers the same on both.
+//! Invariant: for any JSON text, a [`Doc`] decoded from it and the `Value` decoded from it
+//! give the same [`View`]s all the way down (a repeated member name keeps its first place and
+//! its last value, as in a map), so every selector answers the same on both.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
