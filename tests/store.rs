@@ -792,8 +792,13 @@ fn format_1_store_is_migrated_on_open() {
             change_ids(&db, 0),
             vec![(1, "mine".into()), (2, "theirs".into())]
         );
-        // Still writable, and a second open finds nothing to do.
+        // Still writable, and a second open finds nothing to do. The update retires the
+        // format-2 by-sequence entry it replaces.
         put(&db, json!({"_id": "mine", "_rev": "2-bb", "v": 3})).unwrap();
+        assert_eq!(
+            change_ids(&db, 0),
+            vec![(2, "theirs".into()), (3, "mine".into())]
+        );
     }
     let store = until_unlocked(|| Store::open(&StoreConfig::new(dir.path())).ok());
     let db = store.db("old").unwrap();
@@ -886,4 +891,68 @@ fn big_interactive_batch_equals_the_same_edits_one_by_one() {
     let local = one.get_local("_local/x").unwrap();
     assert!(local.is_some());
     assert_eq!(local, big.get_local("_local/x").unwrap());
+}
+
+/// The by-sequence index holds runs of up to 64 changes per entry: updates, deletions and
+/// purges take a document's old sequence out of whichever run holds it, so every feed lists
+/// each document once, at its latest sequence, from any starting point and in both directions,
+/// and `pending` stays exact.
+#[test]
+fn changes_stay_exact_across_runs() {
+    let (_d, store) = store();
+    let db = store.create_db("runs").unwrap();
+    let docs: Vec<Value> = (0..150)
+        .map(|i| json!({"_id": format!("d{i:03}"), "n": i}))
+        .collect();
+    let revs: Vec<String> = db
+        .bulk_docs(docs, true)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.result.unwrap())
+        .collect();
+    // Updates from the first, middle and last runs, one of them alone, the rest together.
+    put(&db, json!({"_id": "d070", "_rev": revs[70], "n": -70})).unwrap();
+    let batch: Vec<Value> = [0usize, 1, 63, 64, 149]
+        .iter()
+        .map(|&i| json!({"_id": format!("d{i:03}"), "_rev": revs[i], "n": -(i as i64)}))
+        .collect();
+    db.bulk_docs(batch, true).unwrap();
+    put(
+        &db,
+        json!({"_id": "d100", "_rev": revs[100], "_deleted": true}),
+    )
+    .unwrap();
+    let r5 = db.get("d005", None, &ReadOpts::default()).unwrap()["_rev"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    db.purge(vec![("d005".to_owned(), vec![Rev::parse(&r5).unwrap()])])
+        .unwrap();
+
+    let all = change_ids(&db, 0);
+    let mut ids: Vec<&str> = all.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(
+        all.len(),
+        149,
+        "each live or deleted doc once; the purged one gone"
+    );
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in sequence order");
+    assert_eq!(
+        &ids[ids.len() - 7..],
+        ["d070", "d000", "d001", "d063", "d064", "d149", "d100"]
+    );
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 149);
+    for (k, (seq, _)) in all.iter().enumerate() {
+        // From inside any run, exactly the rest, and `pending` agrees.
+        let rest = change_ids(&db, *seq);
+        assert_eq!(rest, all[k + 1..].to_vec());
+        assert_eq!(db.pending(*seq), rest.len() as u64);
+    }
+    let down: Vec<(u64, String)> = db
+        .changes(0, true)
+        .map(|c| c.map(|c| (c.seq, c.id)).unwrap())
+        .collect();
+    assert_eq!(down, all.iter().rev().cloned().collect::<Vec<_>>());
 }

@@ -4,7 +4,7 @@
 //! | key                                   | value                                        |
 //! |---------------------------------------|----------------------------------------------|
 //! | `d` id                                | [`DocRecord`]: seq, revision tree, leaf bodies |
-//! | `s` seq (u64 BE)                      | doc id: one entry per document, its latest   |
+//! | `s` seq (u64 BE)                      | a [`Run`]: up to [`RUN_MAX`] (seq, id) of one batch, keyed by the first seq; format 2 wrote one doc id per entry (still read) |
 //! | `b` len(id) (u32 BE) id rev           | format 1 only: a leaf's body (migrated away) |
 //! | `a` digest                            | attachment bytes, shared by every revision   |
 //! | `l` id                                | `_local` document JSON                       |
@@ -38,6 +38,59 @@ pub fn seq_key(seq: u64) -> [u8; 9] {
     k[0] = SEQ;
     k[1..].copy_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// Most changes one by-sequence entry holds.
+pub const RUN_MAX: usize = 64;
+
+/// First byte of a run value. No UTF-8 text starts with it, so a value without it is a
+/// format-2 entry: the id of the one change at the key's sequence.
+const RUN_MARK: u8 = 0xff;
+
+/// The changes of one by-sequence entry, in sequence order: a document's latest sequence
+/// only (an update takes its old one out of the run that held it). Keyed by a sequence at or
+/// below every sequence it holds, and runs never overlap: the run that may hold `seq` is the
+/// entry with the greatest key at or below `seq`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Run {
+    pub items: Vec<(u64, String)>,
+}
+
+impl Run {
+    /// `RUN_MARK`, then per change: seq (u64 LE), id length (u32 LE), id.
+    pub fn encode(&self) -> Vec<u8> {
+        let len: usize = self.items.iter().map(|(_, id)| 12 + id.len()).sum();
+        let mut out = Vec::with_capacity(1 + len);
+        out.push(RUN_MARK);
+        for (seq, id) in &self.items {
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+            out.extend_from_slice(id.as_bytes());
+        }
+        out
+    }
+
+    /// Decodes the entry stored under sequence key `key_seq`.
+    pub fn decode(key_seq: u64, v: &[u8]) -> Result<Run> {
+        let Some((&RUN_MARK, rest)) = v.split_first() else {
+            let id = std::str::from_utf8(v)
+                .map_err(|_| StoreError::Corrupt(format!("by-sequence entry {key_seq}")))?;
+            return Ok(Run {
+                items: vec![(key_seq, id.to_owned())],
+            });
+        };
+        let mut r = Reader { bytes: rest, at: 0 };
+        let mut items = Vec::new();
+        let bad = |_| StoreError::Corrupt(format!("by-sequence entry {key_seq}"));
+        while r.at < rest.len() {
+            let seq = r.u64().map_err(bad)?;
+            let len = r.u32().map_err(bad)? as usize;
+            let id = r.take(len).map_err(bad)?;
+            let id = std::str::from_utf8(id).map_err(|_| bad(corrupt()))?;
+            items.push((seq, id.to_owned()));
+        }
+        Ok(Run { items })
+    }
 }
 
 pub fn purge_key(seq: u64) -> [u8; 9] {
@@ -262,6 +315,28 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_round_trip_and_read_format_2_entries() {
+        let run = Run {
+            items: vec![
+                (7, "a".into()),
+                (9, "\u{e9}t\u{e9}".into()),
+                (10, String::new()),
+            ],
+        };
+        assert_eq!(Run::decode(7, &run.encode()).unwrap(), run);
+        assert_eq!(
+            Run::decode(5, b"doc-5").unwrap().items,
+            vec![(5, "doc-5".to_owned())]
+        );
+        let bytes = run.encode();
+        for cut in 1..bytes.len() {
+            let r = Run::decode(7, &bytes[..cut]);
+            assert!(r.is_err() || r.unwrap().items.len() < 3, "cut at {cut}");
+        }
+        assert!(Run::decode(1, &[0xff, 1, 2]).is_err());
+    }
 
     #[test]
     fn record_round_trips() {

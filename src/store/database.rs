@@ -646,10 +646,36 @@ impl Database {
         descending: bool,
     ) -> impl Iterator<Item = Result<Change>> + '_ {
         // A descending feed starts from the newest change whatever `since` says, as CouchDB.
-        let from = if descending {
-            0
-        } else {
-            since.saturating_add(1)
+        let after = if descending { 0 } else { since };
+        self.seq_items(after, descending).filter_map(move |item| {
+            let res = (|| {
+                let (seq, id) = item?;
+                // A document updated since this entry was read shows up again at its new seq.
+                Ok(self
+                    .record(&id)?
+                    .filter(|r| r.seq == seq)
+                    .map(|record| Change { seq, id, record }))
+            })();
+            res.transpose()
+        })
+    }
+
+    /// The by-sequence index's (seq, id) pairs after `after`, in order (reversed when
+    /// `descending`), read run by run ([`codec::Run`]).
+    fn seq_items(
+        &self,
+        after: u64,
+        descending: bool,
+    ) -> impl Iterator<Item = Result<(u64, String)>> + '_ {
+        let first = after.saturating_add(1);
+        // The run that may hold `first` starts at or before it.
+        let from = match self
+            .tree
+            .range(codec::seq_key(0)..=codec::seq_key(first))
+            .next_back()
+        {
+            Some(Ok((k, _))) => codec::key_seq(&k).unwrap_or(first),
+            _ => first,
         };
         let range = self
             .tree
@@ -659,19 +685,21 @@ impl Database {
         } else {
             Box::new(range)
         };
-        iter.filter_map(move |kv| {
-            let res = (|| {
-                let (k, v) = kv?;
-                let seq = codec::key_seq(&k)?;
-                let id = String::from_utf8(v.to_vec())
-                    .map_err(|_| StoreError::Corrupt("seq entry".into()))?;
-                // A document updated since this entry was read shows up again at its new seq.
-                Ok(self
-                    .record(&id)?
-                    .filter(|r| r.seq == seq)
-                    .map(|record| Change { seq, id, record }))
-            })();
-            res.transpose()
+        iter.flat_map(move |kv| {
+            let run = kv
+                .map_err(StoreError::from)
+                .and_then(|(k, v)| codec::Run::decode(codec::key_seq(&k)?, &v));
+            let items: Vec<Result<(u64, String)>> = match run {
+                Ok(mut run) => {
+                    run.items.retain(|(seq, _)| *seq > after);
+                    if descending {
+                        run.items.reverse();
+                    }
+                    run.items.into_iter().map(Ok).collect()
+                }
+                Err(e) => vec![Err(e)],
+            };
+            items
         })
     }
 
@@ -687,12 +715,7 @@ impl Database {
     /// unless a document changed twice. Counting every key made each `_changes` batch of a
     /// large replication cost O(rest of the database): 44% of a source server's CPU.
     pub fn pending(&self, since: u64) -> u64 {
-        let n = self
-            .tree
-            .range(codec::seq_key(since.saturating_add(1))..=codec::seq_key(u64::MAX))
-            .keys()
-            .take(PENDING_EXACT + 1)
-            .count();
+        let n = self.seq_items(since, false).take(PENDING_EXACT + 1).count();
         if n <= PENDING_EXACT {
             n as u64
         } else {
@@ -1374,6 +1397,42 @@ impl<'a> Writer<'a> {
         Ok(removed)
     }
 
+    /// Takes retired sequences out of the runs holding them: each run is rewritten once, or
+    /// removed when nothing is left in it.
+    fn retire_seqs(&self, batch: &mut sled::Batch, mut retired: Vec<u64>) -> Result<()> {
+        retired.sort_unstable();
+        let mut i = 0;
+        while i < retired.len() {
+            let seq = retired[i];
+            let Some(kv) = self
+                .db
+                .tree
+                .range(codec::seq_key(0)..=codec::seq_key(seq))
+                .next_back()
+            else {
+                i += 1;
+                continue;
+            };
+            let (k, v) = kv?;
+            let mut run = codec::Run::decode(codec::key_seq(&k)?, &v)?;
+            let last = run.items.last().map_or(0, |(s, _)| *s);
+            // Every retired sequence this run holds.
+            let mut j = i;
+            while j < retired.len() && retired[j] <= last {
+                j += 1;
+            }
+            let gone = &retired[i..j.max(i + 1)];
+            run.items.retain(|(s, _)| gone.binary_search(s).is_err());
+            if run.items.is_empty() {
+                batch.remove(k);
+            } else {
+                batch.insert(k, run.encode());
+            }
+            i = j.max(i + 1);
+        }
+        Ok(())
+    }
+
     /// Assigns sequences, fixes counters and applies everything as one sled batch.
     fn finish(&mut self) -> Result<bool> {
         if !self.changed {
@@ -1381,6 +1440,9 @@ impl<'a> Writer<'a> {
         }
         let mut batch = sled::Batch::default();
         let mut purged_whole = 0;
+        // By-sequence index: the sequences this batch retires, and its new (seq, id) pairs.
+        let mut retired = Vec::new();
+        let mut fresh: Vec<(u64, String)> = Vec::new();
         for id in std::mem::take(&mut self.order) {
             let Some(st) = self.docs.get_mut(&id) else {
                 continue;
@@ -1390,14 +1452,14 @@ impl<'a> Writer<'a> {
                 None => (false, false),
             };
             if let Some(orig) = &st.original {
-                batch.remove(&codec::seq_key(orig.seq)[..]);
+                retired.push(orig.seq);
             }
             match &mut st.current {
                 Some(rec) => {
                     self.meta.update_seq += 1;
                     rec.seq = self.meta.update_seq;
-                    batch.insert(&codec::seq_key(rec.seq)[..], id.as_bytes());
                     batch.insert(codec::doc_key(&id), rec.encode());
+                    fresh.push((rec.seq, id.clone()));
                     let deleted = rec.tree.is_deleted();
                     if !was || was_deleted != deleted {
                         if was {
@@ -1422,6 +1484,13 @@ impl<'a> Writer<'a> {
         }
         // A purge that removed whole documents still moves the update sequence.
         self.meta.update_seq += purged_whole;
+        self.retire_seqs(&mut batch, retired)?;
+        for run in fresh.chunks(codec::RUN_MAX) {
+            let run = codec::Run {
+                items: run.to_vec(),
+            };
+            batch.insert(&codec::seq_key(run.items[0].0)[..], run.encode());
+        }
         for (digest, data) in self.atts.drain() {
             batch.insert(codec::att_key(&digest), data);
         }
