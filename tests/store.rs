@@ -944,15 +944,68 @@ fn changes_stay_exact_across_runs() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 149);
-    for (k, (seq, _)) in all.iter().enumerate() {
-        // From inside any run, exactly the rest, and `pending` agrees.
-        let rest = change_ids(&db, *seq);
-        assert_eq!(rest, all[k + 1..].to_vec());
-        assert_eq!(db.pending(*seq), rest.len() as u64);
+    // From any sequence (listed, retired, purged, inside emptied runs, past the end), exactly
+    // the changes after it, and `pending` agrees.
+    let top = db.info().unwrap().update_seq;
+    for since in 0..=top + 1 {
+        let rest = change_ids(&db, since);
+        let want: Vec<(u64, String)> = all.iter().filter(|(s, _)| *s > since).cloned().collect();
+        assert_eq!(rest, want, "since {since}");
+        assert_eq!(db.pending(since), rest.len() as u64);
     }
     let down: Vec<(u64, String)> = db
         .changes(0, true)
         .map(|c| c.map(|c| (c.seq, c.id)).unwrap())
         .collect();
     assert_eq!(down, all.iter().rev().cloned().collect::<Vec<_>>());
+}
+
+/// Format 3 (by-sequence runs) reads format 2's entries unchanged, so a format-2 store opens
+/// and is marked 3; a store marked newer than this settee is refused rather than misread (an
+/// older settee would take a run for one document id).
+#[test]
+fn store_format_is_checked_and_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let set_format = |f: u64| {
+        let sled = sled::open(dir.path()).unwrap();
+        sled.open_tree("server")
+            .unwrap()
+            .insert("format", &f.to_le_bytes())
+            .unwrap();
+        sled.flush().unwrap();
+    };
+    let format = || {
+        let sled = sled::open(dir.path()).unwrap();
+        let v = sled
+            .open_tree("server")
+            .unwrap()
+            .get("format")
+            .unwrap()
+            .unwrap();
+        u64::from_le_bytes(v.as_ref().try_into().unwrap())
+    };
+    {
+        let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        let db = store.create_db("db").unwrap();
+        put(&db, json!({"_id": "a"})).unwrap();
+        store.flush().unwrap();
+    }
+    until_unlocked(|| sled::open(dir.path()).ok().map(drop));
+    assert_eq!(format(), 3);
+    set_format(2);
+    {
+        let store = until_unlocked(|| Store::open(&StoreConfig::new(dir.path())).ok());
+        assert_eq!(
+            change_ids(&store.db("db").unwrap(), 0),
+            vec![(1, "a".into())]
+        );
+    }
+    until_unlocked(|| sled::open(dir.path()).ok().map(drop));
+    assert_eq!(format(), 3);
+    set_format(4);
+    let err = until_unlocked(|| match Store::open(&StoreConfig::new(dir.path())) {
+        Err(StoreError::Corrupt(m)) => Some(m),
+        _ => None,
+    });
+    assert!(err.contains("newer settee"), "{err}");
 }

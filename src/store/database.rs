@@ -669,23 +669,29 @@ impl Database {
     ) -> impl Iterator<Item = Result<(u64, String)>> + '_ {
         let first = after.saturating_add(1);
         // The run that may hold `first` starts at or before it.
-        let from = match self
+        let start = match self
             .tree
             .range(codec::seq_key(0)..=codec::seq_key(first))
             .next_back()
         {
-            Some(Ok((k, _))) => codec::key_seq(&k).unwrap_or(first),
-            _ => first,
+            Some(Ok((k, _))) => codec::key_seq(&k),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(first),
         };
-        let range = self
-            .tree
-            .range(codec::seq_key(from)..=codec::seq_key(u64::MAX));
-        let iter: KvIter = if descending {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
+        let (iter, failed): (KvIter, _) = match start {
+            Ok(from) => {
+                let range = self
+                    .tree
+                    .range(codec::seq_key(from)..=codec::seq_key(u64::MAX));
+                if descending {
+                    (Box::new(range.rev()), None)
+                } else {
+                    (Box::new(range), None)
+                }
+            }
+            Err(e) => (Box::new(std::iter::empty()), Some(Err(e))),
         };
-        iter.flat_map(move |kv| {
+        failed.into_iter().chain(iter.flat_map(move |kv| {
             let run = kv
                 .map_err(StoreError::from)
                 .and_then(|(k, v)| codec::Run::decode(codec::key_seq(&k)?, &v));
@@ -700,7 +706,7 @@ impl Database {
                 Err(e) => vec![Err(e)],
             };
             items
-        })
+        }))
     }
 
     /// Whether any revision of this document was written here by an interactive edit (rather
@@ -1421,14 +1427,19 @@ impl<'a> Writer<'a> {
             while j < retired.len() && retired[j] <= last {
                 j += 1;
             }
-            let gone = &retired[i..j.max(i + 1)];
+            if j == i {
+                // Not in the index (nothing a write leaves behind): nothing to take out.
+                i += 1;
+                continue;
+            }
+            let gone = &retired[i..j];
             run.items.retain(|(s, _)| gone.binary_search(s).is_err());
             if run.items.is_empty() {
                 batch.remove(k);
             } else {
                 batch.insert(k, run.encode());
             }
-            i = j.max(i + 1);
+            i = j;
         }
         Ok(())
     }

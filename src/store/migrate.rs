@@ -2,8 +2,11 @@
 //!
 //! Format 1 kept each leaf's body under its own `b` key and an `e` key per locally edited
 //! document; format 2 keeps both inside the document's record (see [`codec::DocRecord`]), so a
-//! write is two sled inserts instead of four. A store records its format in the `server` tree;
-//! one without a format and with no databases is new and starts at the current format.
+//! write is two sled inserts instead of four. Format 3 writes the by-sequence index in runs of
+//! many changes per entry ([`codec::Run`]); it still reads format 2's one-id entries, so going
+//! from 2 to 3 rewrites nothing, but the number tells an older settee, which would take a run
+//! for one id, not to open the store. A store records its format in the `server` tree; one
+//! without a format and with no databases is new and starts at the current format.
 //!
 //! The migration is idempotent: each batch rewrites some records and deletes their old keys
 //! atomically, and a record already in format 2 is left alone, so a crash part-way is
@@ -12,7 +15,7 @@
 use super::codec::{self, DocRecord};
 use super::error::{Result, StoreError};
 
-pub const FORMAT: u64 = 2;
+pub const FORMAT: u64 = 3;
 
 /// Records rewritten per sled batch.
 const BATCH: usize = 500;
@@ -37,7 +40,7 @@ pub fn run(sled: &sled::Db, catalog: &sled::Tree, server: &sled::Tree) -> Result
             "this store is in format {format}, written by a newer settee; this one reads up to {FORMAT}"
         )));
     }
-    if format < FORMAT {
+    if format < 2 {
         for entry in catalog.iter().values() {
             if let Some(name) = super::catalog_tree(&entry?) {
                 let tree = sled.open_tree(name.as_bytes())?;
