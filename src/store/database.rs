@@ -304,9 +304,10 @@ impl Database {
         }
     }
 
-    /// The stored body of leaf `idx`: a JSON object of the document's own members (no `_id`,
-    /// `_rev`, `_deleted`, `_attachments` or other special members), which a selector filter
-    /// decodes only as far as it reads.
+    /// The stored body of leaf `idx`: a JSON object of the document's members without `_id`,
+    /// `_rev` and `_deleted` (attachment stubs are under `_attachments` as stored, not as
+    /// [`Database::doc_json`] shows them), which a selector filter decodes only as far as it
+    /// reads.
     pub fn leaf_body<'r>(&self, id: &str, rec: &'r DocRecord, idx: usize) -> Result<&'r [u8]> {
         Ok(body_bytes(id, rec, &rec.tree.node(idx).rev)?)
     }
@@ -933,8 +934,6 @@ pub fn att_digest(data: &[u8]) -> String {
 
 // -------------------------------------------------------------------- the writer
 
-/// The state of one write batch: documents as they will be after the batch, and the sled
-/// operations that get them there. Nothing touches sled until `finish`.
 /// Interactive writes of at least this many documents hash revisions on a second thread.
 const PREPARE_MIN: usize = 64;
 
@@ -978,6 +977,8 @@ impl Prepared {
     }
 }
 
+/// The state of one write batch: documents as they will be after the batch, and the sled
+/// operations that get them there. Nothing touches sled until `finish`.
 struct Writer<'a> {
     db: &'a Database,
     meta: Meta,
