@@ -1,5 +1,6 @@
 //! A writer process is killed with SIGKILL mid-stream; on reopen every batch it reported as
-//! committed is there whole, and no batch is half-applied.
+//! committed is there whole, and no batch is half-applied: a small batch is one sled batch, and
+//! a big one (64+ documents) is applied in chunks of 128, so it can only be cut between chunks.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -8,14 +9,24 @@ use std::time::{Duration, Instant};
 
 use settee::store::{Store, StoreConfig};
 
-const BATCH: usize = 50;
+/// Documents per chunk of a big write (`CHUNK` in `store/database.rs`).
+const CHUNK: usize = 128;
 
 #[test]
 fn sigkill_never_loses_or_tears_a_committed_batch() {
+    kill_and_check(50, 3);
+}
+
+#[test]
+fn sigkill_cuts_a_big_write_only_between_chunks() {
+    kill_and_check(300, 3);
+}
+
+fn kill_and_check(batch: usize, rounds: u64) {
     let dir = tempfile::tempdir().unwrap();
-    for round in 0..3 {
+    for round in 0..rounds {
         let mut child = Command::new(env!("CARGO_BIN_EXE_settee"))
-            .args(["crash-writer", "--batch", &BATCH.to_string(), "--data"])
+            .args(["crash-writer", "--batch", &batch.to_string(), "--data"])
             .arg(dir.path())
             .stdout(Stdio::piped())
             .spawn()
@@ -38,24 +49,37 @@ fn sigkill_never_loses_or_tears_a_committed_batch() {
 
         let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
         let db = store.db("crash").unwrap();
-        let mut per_batch: BTreeMap<u64, usize> = BTreeMap::new();
+        // Batch number -> the document numbers present.
+        let mut per_batch: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for r in db.docs_from("", false) {
             let (id, _) = r.unwrap();
-            let n: u64 = id[1..id.find('-').unwrap()].parse().unwrap();
-            *per_batch.entry(n).or_default() += 1;
+            let (n, i) = id[1..].split_once('-').unwrap();
+            let entry = per_batch.entry(n.parse().unwrap()).or_default();
+            entry.push(i.parse().unwrap());
         }
         for n in 0..=last {
             assert_eq!(
-                per_batch.get(&n),
-                Some(&BATCH),
+                per_batch.get(&n).map(Vec::len),
+                Some(batch),
                 "committed batch {n} incomplete"
             );
         }
-        for (n, count) in &per_batch {
-            assert_eq!(*count, BATCH, "batch {n} was torn: {count} of {BATCH} docs");
+        let mut total = 0;
+        for (n, docs) in per_batch.iter_mut() {
+            docs.sort_unstable();
+            let count = docs.len();
+            total += count;
+            // Whole, or (a big write that was never acknowledged) its first whole chunks.
+            let whole = count == batch || (batch >= 64 && *n > last && count % CHUNK == 0);
+            assert!(whole, "batch {n} was torn: {count} of {batch} docs");
+            assert!(
+                docs.iter().copied().eq(0..count),
+                "batch {n} is not a prefix"
+            );
         }
         let info = db.info().unwrap();
-        assert_eq!(info.doc_count as usize, per_batch.len() * BATCH);
-        assert_eq!(db.changes(0, false).count(), per_batch.len() * BATCH);
+        assert_eq!(info.doc_count as usize, total);
+        assert_eq!(db.changes(0, false).count(), total);
+        assert_eq!(db.pending(0), total as u64);
     }
 }

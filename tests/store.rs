@@ -1,7 +1,9 @@
 //! The store's rules, exercised through its public API on a real sled directory.
 
 use serde_json::{json, Value};
-use settee::store::{AttMode, Database, DocError, ReadOpts, Rev, Store, StoreConfig, StoreError};
+use settee::store::{
+    AttMode, Database, DocError, DocOutcome, ReadOpts, Rev, Store, StoreConfig, StoreError,
+};
 use std::sync::Arc;
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -891,6 +893,120 @@ fn big_interactive_batch_equals_the_same_edits_one_by_one() {
     let local = one.get_local("_local/x").unwrap();
     assert!(local.is_some());
     assert_eq!(local, big.get_local("_local/x").unwrap());
+}
+
+/// A big interactive write goes to sled in chunks applied on another thread. Edits that reach
+/// back to documents an earlier chunk wrote (updates, a deletion, a conflict), updates of
+/// older documents spread over every chunk (each retiring a sequence from an older run),
+/// attachment data repeated across chunks and a `_local` document end exactly as the same
+/// edits made one at a time: same results, trees and counters, and a changes feed listing
+/// each document once, at its latest sequence.
+#[test]
+fn chunked_write_equals_the_same_edits_one_by_one() {
+    let (_d1, s1) = store();
+    let (_d2, s2) = store();
+    let (_d3, s3) = store();
+    let one = s1.create_db("one").unwrap();
+    let old: Vec<Value> = (0..300)
+        .map(|i| json!({"_id": format!("old{i:03}"), "v": i}))
+        .collect();
+    let old_revs: Vec<String> = one
+        .bulk_docs(old.clone(), true)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.result.unwrap())
+        .collect();
+    // Revision ids depend only on the edit, so a scratch database tells what the big write's
+    // new documents will get, and later documents of the same write can name them.
+    let scratch = s3.create_db("scratch").unwrap();
+    // ~2 KiB each, so that sled takes a while over every chunk.
+    let fresh =
+        |i: usize| json!({"_id": format!("new{i:03}"), "i": i, "pad": "y".repeat(2000 + i)});
+    let rev_new = |i: usize| put(&scratch, fresh(i)).unwrap();
+    let att = json!({"a.txt": {"content_type": "text/plain", "data": "c2FtZQ=="}});
+    let mut batch = Vec::new();
+    for i in 0..500 {
+        batch.push(fresh(i));
+        if i % 7 == 3 {
+            let o = i % 300;
+            batch.push(json!({"_id": format!("old{o:03}"), "_rev": old_revs[o], "v": -(o as i64)}));
+        }
+        // Edits of documents the previous chunk wrote, most likely while sled still applies it.
+        if i >= 100 && i % 4 == 0 && i != 200 {
+            let j = i - 95;
+            batch.push(json!({"_id": format!("new{j:03}"), "_rev": rev_new(j), "again": i}));
+        }
+        match i {
+            200 => batch.push(json!({"_id": "new070", "_rev": rev_new(70), "_deleted": true})),
+            260 => batch.push(json!({"_id": "new021", "_rev": "1-0000", "stale": true})),
+            50 => batch.push(json!({"_id": "_local/chk", "n": 1})),
+            _ if i % 40 == 0 => {
+                batch.push(json!({"_id": format!("att{i}"), "_attachments": att.clone()}))
+            }
+            _ => {}
+        }
+    }
+    assert!(batch.len() > 4 * 128, "several chunks");
+
+    let singles: Vec<_> = batch
+        .iter()
+        .map(|d| one.bulk_docs(vec![d.clone()], true).unwrap().remove(0))
+        .collect();
+    // Whether the applier is still busy with a chunk when the next one needs it is a matter of
+    // timing: a few rounds make a missed wait show.
+    for round in 0..4 {
+        let big = s2.create_db(&format!("big{round}")).unwrap();
+        big.bulk_docs(old.clone(), true).unwrap();
+        check_chunked(&one, &big, &batch, &singles);
+    }
+}
+
+fn check_chunked(one: &Database, big: &Database, batch: &[Value], singles: &[DocOutcome]) {
+    let together = big.bulk_docs(batch.to_vec(), true).unwrap();
+    for (a, b) in singles.iter().zip(&together) {
+        assert_eq!((&a.id, &a.result), (&b.id, &b.result));
+    }
+    assert_eq!(together.iter().filter(|o| o.result.is_err()).count(), 1);
+    let (a, b) = (one.info().unwrap(), big.info().unwrap());
+    assert_eq!(
+        (a.doc_count, a.doc_del_count, a.external_size),
+        (b.doc_count, b.doc_del_count, b.external_size)
+    );
+    assert_eq!(b.doc_count, 300 + 500 + 12 - 1);
+    let mut ids: Vec<&str> = batch.iter().filter_map(|d| d["_id"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids.iter().filter(|id| !id.starts_with("_local/")) {
+        let all = |db: &Database| {
+            let opts = ReadOpts {
+                revs: true,
+                ..Default::default()
+            };
+            db.open_revs(id, None, false, &opts).ok()
+        };
+        assert_eq!(all(one), all(big), "{id}");
+    }
+    assert_eq!(
+        one.get_local("_local/chk").unwrap(),
+        big.get_local("_local/chk").unwrap()
+    );
+    // The feed: every document once (an edit that missed retiring a sequence an earlier
+    // chunk wrote would list its document twice), in sequence order, up to the update sequence.
+    // (Within one chunk a document keeps the position of its first edit, as in any one batch,
+    // so the order itself may differ from one-by-one writes.)
+    let ids_of = |db: &Database| {
+        let mut ids: Vec<String> = change_ids(db, 0).into_iter().map(|(_, id)| id).collect();
+        ids.sort_unstable();
+        ids
+    };
+    let fb = change_ids(big, 0);
+    assert_eq!(fb.len(), 300 + 500 + 12);
+    assert!(fb.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(fb.last().unwrap().0, b.update_seq);
+    assert_eq!(ids_of(one), ids_of(big));
+    for since in [0, 300, 301, 450, 700, b.update_seq] {
+        assert_eq!(big.pending(since), change_ids(big, since).len() as u64);
+    }
 }
 
 /// The by-sequence index holds runs of up to 64 changes per entry: updates, deletions and

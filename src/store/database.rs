@@ -2,8 +2,11 @@
 //! the by-sequence changes index, `_revs_diff`, `_local` documents, purge and metadata.
 //!
 //! Invariants:
-//! - every write request is one sled batch: document records, bodies, by-seq entries,
-//!   attachment data and counters change together or not at all;
+//! - every sled batch leaves the database consistent: a document's record (with its bodies),
+//!   its by-seq entry, the attachment data it refers to and the counters change together or
+//!   not at all. A write request is one batch, except a big interactive one, which the writer
+//!   hands over in chunks to an applier thread (see [`Applier`]); none of it is acknowledged
+//!   before all of it is on disk, as with CouchDB, whose `_bulk_docs` is not atomic either;
 //! - writers are serialized by `meta`'s mutex; readers never take it;
 //! - a body is stored, inside the document record, for every leaf revision and no other;
 //! - the by-seq index holds exactly one entry per document, at its record's `seq`;
@@ -241,30 +244,78 @@ impl Database {
             let jobs = Mutex::new(jobs);
             let take = || std::mem::take(&mut *jobs.lock().unwrap_or_else(|e| e.into_inner()));
             std::thread::scope(|s| {
-                let (tx, rx) = std::sync::mpsc::sync_channel(PREPARE_MIN);
-                let helper = std::thread::Builder::new().spawn_scoped(s, move || {
-                    for job in take() {
-                        if tx.send(job.map(Prepared::compute)).is_err() {
-                            break;
+                // In groups: a channel message per document cost more in wake-ups than the
+                // hashing it carried.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Option<Prepared>>>(8);
+                let helper = std::thread::Builder::new()
+                    .name("settee-hash".into())
+                    .spawn_scoped(s, move || {
+                        let mut group = Vec::with_capacity(PREPARE_GROUP);
+                        for job in take() {
+                            group.push(job.map(Prepared::compute));
+                            if group.len() == PREPARE_GROUP {
+                                let full = std::mem::replace(
+                                    &mut group,
+                                    Vec::with_capacity(PREPARE_GROUP),
+                                );
+                                if tx.send(full).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        if !group.is_empty() {
+                            let _ = tx.send(group);
+                        }
+                    });
+                if helper.is_err() {
+                    let inline = take().into_iter().map(|j| Ok(j.map(Prepared::compute)));
+                    let out = w.apply(docs, new_edits, inline)?;
+                    return Ok((out, w.finish()?));
+                }
+                let mut group = Vec::new().into_iter();
+                let prepared = std::iter::from_fn(move || loop {
+                    if let Some(p) = group.next() {
+                        return Some(Ok(p));
+                    }
+                    match rx.recv() {
+                        Ok(g) => group = g.into_iter(),
+                        Err(_) => {
+                            return Some(Err(StoreError::Corrupt(
+                                "revision hashing thread stopped".into(),
+                            )))
                         }
                     }
                 });
-                if helper.is_err() {
-                    let inline = take().into_iter().map(|j| Ok(j.map(Prepared::compute)));
-                    return w.apply(docs, new_edits, inline);
+                // sled applies one batch on one thread at a time; while it applies a chunk,
+                // this thread builds the next one and the helper hashes further ahead. Reads
+                // wait for sled's batches (a lock inside sled), so every record this write
+                // needs is read first, while the helper starts hashing.
+                for (_, d) in &docs {
+                    if let Ok(u) = d {
+                        if !u.is_local() {
+                            w.state(&u.id)?;
+                        }
+                    }
                 }
-                let prepared =
-                    std::iter::from_fn(|| {
-                        Some(rx.recv().map_err(|_| {
-                            StoreError::Corrupt("revision hashing thread stopped".into())
-                        }))
-                    });
-                w.apply(docs, new_edits, prepared)
-            })?
+                w.pipe = Applier::start(s, &self.tree);
+                let res = w
+                    .apply(docs, new_edits, prepared)
+                    .and_then(|out| Ok((out, w.finish()?)));
+                let applied = w.pipe.take().and_then(Applier::stop);
+                if res.is_err() {
+                    // Chunks sled applied before the failure are in the tree: later writes
+                    // must number after them.
+                    if let Some(m) = applied {
+                        *meta = m;
+                    }
+                }
+                res
+            })
         } else {
-            w.apply(docs, new_edits, std::iter::repeat_with(|| Ok(None)))?
+            w.apply(docs, new_edits, std::iter::repeat_with(|| Ok(None)))
+                .and_then(|out| Ok((out, w.finish()?)))
         };
-        let changed = w.finish()?;
+        let (outcomes, changed) = outcomes?;
         *meta = w.meta;
         let seq = meta.update_seq;
         drop(meta);
@@ -936,6 +987,8 @@ pub fn att_digest(data: &[u8]) -> String {
 
 /// Interactive writes of at least this many documents hash revisions on a second thread.
 const PREPARE_MIN: usize = 64;
+/// Documents the hashing thread hands over at a time.
+const PREPARE_GROUP: usize = 32;
 
 /// What an interactive edit without attachments needs no database state for: its revision id,
 /// given the parent the client named, and its body as stored.
@@ -989,10 +1042,21 @@ struct Writer<'a> {
     locals: HashMap<String, Option<Value>>,
     purge_infos: Vec<Value>,
     changed: bool,
+    /// Where chunks of a big write go to be applied (`None`: one batch at `finish`).
+    pipe: Option<Applier>,
+    /// Attachment data already handed to the applier in an earlier chunk.
+    atts_sent: HashSet<String>,
+}
+
+/// What a document was when this write last saw it in sled (or handed it to the applier).
+#[derive(Clone, Copy)]
+struct Stored {
+    seq: u64,
+    deleted: bool,
 }
 
 struct DocState {
-    original: Option<DocRecord>,
+    original: Option<Stored>,
     current: Option<DocRecord>,
     dirty: bool,
 }
@@ -1014,6 +1078,8 @@ impl<'a> Writer<'a> {
         Writer {
             db,
             meta,
+            pipe: None,
+            atts_sent: HashSet::new(),
             docs: HashMap::with_capacity(docs),
             order: Vec::with_capacity(docs),
             atts: HashMap::new(),
@@ -1025,12 +1091,15 @@ impl<'a> Writer<'a> {
 
     fn state(&mut self, id: &str) -> Result<&mut DocState> {
         if !self.docs.contains_key(id) {
-            let original = self.db.record(id)?;
+            let current = self.db.record(id)?;
             self.docs.insert(
                 id.to_owned(),
                 DocState {
-                    current: original.clone(),
-                    original,
+                    original: current.as_ref().map(|r| Stored {
+                        seq: r.seq,
+                        deleted: r.tree.is_deleted(),
+                    }),
+                    current,
                     dirty: false,
                 },
             );
@@ -1078,7 +1147,9 @@ impl<'a> Writer<'a> {
     }
 
     fn att_known(&self, digest: &str) -> Result<bool> {
-        Ok(self.atts.contains_key(digest) || self.db.tree.contains_key(codec::att_key(digest))?)
+        Ok(self.atts.contains_key(digest)
+            || self.atts_sent.contains(digest)
+            || self.db.tree.contains_key(codec::att_key(digest))?)
     }
 
     fn store_att(&mut self, data: Vec<u8>) -> Result<(String, u64)> {
@@ -1144,6 +1215,13 @@ impl<'a> Writer<'a> {
                 }
             };
             outcomes.push(outcome);
+            if self.pipe.is_some() && self.order.len() >= CHUNK {
+                let batch = self.batch(false)?;
+                let meta = self.meta.clone();
+                if let Some(pipe) = &mut self.pipe {
+                    pipe.send(batch, meta)?;
+                }
+            }
         }
         Ok(outcomes)
     }
@@ -1445,11 +1523,27 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Assigns sequences, fixes counters and applies everything as one sled batch.
+    /// Assigns sequences, fixes counters and applies everything not applied yet as one sled
+    /// batch (through the applier, waiting for it, when there is one).
     fn finish(&mut self) -> Result<bool> {
         if !self.changed {
             return Ok(false);
         }
+        let batch = self.batch(true)?;
+        match &mut self.pipe {
+            Some(pipe) => {
+                pipe.send(batch, self.meta.clone())?;
+                pipe.drain()?;
+            }
+            None => self.db.tree.apply_batch(batch)?,
+        }
+        Ok(true)
+    }
+
+    /// The sled batch for the documents changed since the last one, with their sequences,
+    /// by-sequence runs, the attachment data written so far and the counters; with `all`, also
+    /// `_local` documents and purge infos (only a whole write has those).
+    fn batch(&mut self, all: bool) -> Result<sled::Batch> {
         let mut batch = sled::Batch::default();
         let mut purged_whole = 0;
         // By-sequence index: the sequences this batch retires, and its new (seq, id) pairs.
@@ -1459,11 +1553,11 @@ impl<'a> Writer<'a> {
             let Some(st) = self.docs.get_mut(&id) else {
                 continue;
             };
-            let (was, was_deleted) = match &st.original {
-                Some(r) => (true, r.tree.is_deleted()),
+            let (was, was_deleted) = match st.original {
+                Some(r) => (true, r.deleted),
                 None => (false, false),
             };
-            if let Some(orig) = &st.original {
+            if let Some(orig) = st.original {
                 retired.push(orig.seq);
             }
             match &mut st.current {
@@ -1492,10 +1586,20 @@ impl<'a> Writer<'a> {
                     purged_whole += 1;
                 }
             }
-            st.original = st.current.clone();
+            st.original = st.current.as_ref().map(|r| Stored {
+                seq: r.seq,
+                deleted: r.tree.is_deleted(),
+            });
+            st.dirty = false;
         }
         // A purge that removed whole documents still moves the update sequence.
         self.meta.update_seq += purged_whole;
+        if !retired.is_empty() {
+            // Retiring reads runs from sled, which must hold every chunk handed over so far.
+            if let Some(pipe) = &mut self.pipe {
+                pipe.drain()?;
+            }
+        }
         self.retire_seqs(&mut batch, retired)?;
         for run in fresh.chunks(codec::RUN_MAX) {
             let run = codec::Run {
@@ -1505,7 +1609,19 @@ impl<'a> Writer<'a> {
         }
         for (digest, data) in self.atts.drain() {
             batch.insert(codec::att_key(&digest), data);
+            if self.pipe.is_some() {
+                self.atts_sent.insert(digest);
+            }
         }
+        if all {
+            self.finish_extras(&mut batch)?;
+        }
+        batch.insert(codec::meta_key("meta"), encode_meta(&self.meta));
+        Ok(batch)
+    }
+
+    /// `_local` documents and purge infos: written with the last batch of a write.
+    fn finish_extras(&mut self, batch: &mut sled::Batch) -> Result<()> {
         for (id, doc) in self.locals.drain() {
             match doc {
                 Some(d) => batch.insert(
@@ -1538,9 +1654,86 @@ impl<'a> Writer<'a> {
                 batch.remove(k);
             }
         }
-        batch.insert(codec::meta_key("meta"), encode_meta(&self.meta));
-        self.db.tree.apply_batch(batch)?;
-        Ok(true)
+        Ok(())
+    }
+}
+
+/// Documents per chunk a big interactive write hands to its [`Applier`].
+const CHUNK: usize = 2 * codec::RUN_MAX;
+
+/// Applies a big write's sled batches, in order, on a thread of its own: sled applies one batch
+/// at a time on the calling thread, so without it the writer (and the hashing helper) would
+/// wait for sled at the end of every write. Every batch is consistent on its own (see the
+/// module invariants); `stop` reports the counters of the last batch sled applied, so that a
+/// write failing half-way leaves the database's counters where sled has them.
+struct Applier {
+    batches: std::sync::mpsc::SyncSender<(sled::Batch, Meta)>,
+    acks: std::sync::mpsc::Receiver<Result<Meta>>,
+    pending: usize,
+    applied: Option<Meta>,
+}
+
+impl Applier {
+    /// `None` when the thread cannot start: the write then applies one batch itself.
+    fn start<'s>(scope: &'s std::thread::Scope<'s, '_>, tree: &'s sled::Tree) -> Option<Applier> {
+        let (batches, rx) = std::sync::mpsc::sync_channel::<(sled::Batch, Meta)>(2);
+        let (ack, acks) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("settee-apply".into())
+            .spawn_scoped(scope, move || {
+                for (batch, meta) in rx {
+                    let res = tree.apply_batch(batch).map(|()| meta);
+                    let failed = res.is_err();
+                    if ack.send(res.map_err(StoreError::from)).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Applier {
+            batches,
+            acks,
+            pending: 0,
+            applied: None,
+        })
+    }
+
+    fn send(&mut self, batch: sled::Batch, meta: Meta) -> Result<()> {
+        if self.batches.send((batch, meta)).is_err() {
+            // The thread stopped on an error: report that error.
+            self.drain()?;
+            return Err(StoreError::Corrupt("the batch applier stopped".into()));
+        }
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Waits until sled has applied every batch sent so far.
+    fn drain(&mut self) -> Result<()> {
+        while self.pending > 0 {
+            let ack = self
+                .acks
+                .recv()
+                .map_err(|_| StoreError::Corrupt("the batch applier stopped".into()))?;
+            self.pending -= 1;
+            self.applied = Some(ack?);
+        }
+        Ok(())
+    }
+
+    /// Ends the thread; the counters of the last batch sled applied, if any.
+    fn stop(self) -> Option<Meta> {
+        let Applier {
+            batches,
+            acks,
+            mut applied,
+            ..
+        } = self;
+        drop(batches);
+        for m in acks.iter().flatten() {
+            applied = Some(m);
+        }
+        applied
     }
 }
 
