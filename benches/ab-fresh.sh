@@ -11,12 +11,7 @@ rounds=$1; shift
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-python3 - "$work" <<'PY'
-import json, sys
-for b in range(20):
-    docs = [{"_id": "d%05d" % (b * 1000 + i), "type": "item", "n": i, "pad": "x" * 940} for i in range(1000)]
-    open(f"{sys.argv[1]}/batch{b}.json", "w").write(json.dumps({"docs": docs}))
-PY
+python3 "$(dirname "$0")/batches.py" "$work"
 for _ in $(seq "$rounds"); do
   for bin in "$@"; do
     rm -rf "$work/data"

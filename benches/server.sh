@@ -9,12 +9,7 @@ target=${CARGO_TARGET_DIR:-target}
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-python3 - "$work" <<'PY'
-import json, sys
-for b in range(20):
-    docs = [{"_id": "d%05d" % (b * 1000 + i), "type": "item", "n": i, "pad": "x" * 940} for i in range(1000)]
-    open(f"{sys.argv[1]}/batch{b}.json", "w").write(json.dumps({"docs": docs}))
-PY
+python3 benches/batches.py "$work"
 
 start() { # settee|pouchdb-server -> sets pid, url
   rm -rf "$work/data" "$work/out"

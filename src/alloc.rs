@@ -17,7 +17,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// pages off for the process. mimalloc advises its 1 GiB arena as huge pages, so each fault
 /// zeroes 2 MiB and each purge splits one; with THP on, `perf` showed 28% of a `_bulk_docs`
 /// ingest in `clear_page_erms` under huge-page faults, and the server used ~20% more CPU for the
-/// same ingest (median of 5 fresh servers, /proc CPU time).
+/// same ingest (`bash benches/ab-fresh.sh 5 OLD NEW`: median of 5 fresh servers, CPU time
+/// from /proc).
 pub fn tune() {
     // SAFETY: setting a mimalloc option is thread-safe and takes plain integers.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) }

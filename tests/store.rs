@@ -38,6 +38,15 @@ fn all_doc_ids(db: &Database) -> Vec<String> {
         .collect()
 }
 
+/// Writes new documents in one batch; their revisions, in order (every write must succeed).
+fn write_all(db: &Database, docs: Vec<Value>) -> Vec<String> {
+    db.bulk_docs(docs, true)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.result.unwrap())
+        .collect()
+}
+
 fn change_ids(db: &Database, since: u64) -> Vec<(u64, String)> {
     db.changes(since, false)
         .map(|c| c.unwrap())
@@ -910,12 +919,7 @@ fn chunked_write_equals_the_same_edits_one_by_one() {
     let old: Vec<Value> = (0..300)
         .map(|i| json!({"_id": format!("old{i:03}"), "v": i}))
         .collect();
-    let old_revs: Vec<String> = one
-        .bulk_docs(old.clone(), true)
-        .unwrap()
-        .into_iter()
-        .map(|o| o.result.unwrap())
-        .collect();
+    let old_revs = write_all(&one, old.clone());
     // Revision ids depend only on the edit, so a scratch database tells what the big write's
     // new documents will get, and later documents of the same write can name them.
     let scratch = s3.create_db("scratch").unwrap();
@@ -1020,12 +1024,7 @@ fn changes_stay_exact_across_runs() {
     let docs: Vec<Value> = (0..150)
         .map(|i| json!({"_id": format!("d{i:03}"), "n": i}))
         .collect();
-    let revs: Vec<String> = db
-        .bulk_docs(docs, true)
-        .unwrap()
-        .into_iter()
-        .map(|o| o.result.unwrap())
-        .collect();
+    let revs = write_all(&db, docs);
     // Updates from the first, middle and last runs, one of them alone, the rest together.
     put(&db, json!({"_id": "d070", "_rev": revs[70], "n": -70})).unwrap();
     let batch: Vec<Value> = [0usize, 1, 63, 64, 149]
