@@ -1,9 +1,9 @@
 //! Store benchmark (run by `make bench`): batch-write throughput for 1 KiB docs in batches of
 //! 1000, changes-read throughput (ids only, and with bodies as `include_docs` needs them), and
-//! bytes on disk per 100k docs. Prints one markdown table. Two rows measure sled alone, written
-//! the way the store writes (a document record and a by-sequence entry per document, one batch
-//! and one flush per 1000): the floor under any settee write path built on sled, in docs/s and in
-//! CPU time per batch.
+//! bytes on disk per 100k docs. Prints one markdown table. The last rows measure sled alone,
+//! written in three layouts (the store's old and current ones, and bodies packed many per entry as
+//! a value log inside sled would), one batch and one flush per 1000: the floor under any settee
+//! write path built on sled, in docs/s and in CPU time per batch.
 
 use std::time::Instant;
 
@@ -79,10 +79,35 @@ fn main() {
         on_disk as f64 * (100_000.0 / DOCS as f64) / (1024.0 * 1024.0)
     );
     println!("| group-commit flushes | {} |", store.flushes());
-    let ((two, two_cpu), (one, one_cpu)) = (sled_alone(2), sled_alone(1));
-    println!("| sled alone: 2 entries per doc (record ~1.1 KiB + by-seq), batches of {BATCH}, flushed | {two:.0} docs/s |");
-    println!("| sled alone: 1 entry per doc, batches of {BATCH}, flushed | {one:.0} docs/s |");
-    println!("| sled alone, CPU time per {BATCH} docs (all threads): 2 entries / 1 entry per doc | {two_cpu:.1} / {one_cpu:.1} ms |");
+    for layout in [Layout::RecordAndSeq, Layout::Record, Layout::Packed] {
+        let (rate, cpu) = sled_alone(layout);
+        println!(
+            "| sled alone: {}, batches of {BATCH}, flushed | {rate:.0} docs/s, {cpu:.1} ms CPU per {BATCH} |",
+            layout.describe()
+        );
+    }
+}
+
+/// How the sled-alone rows lay a document out in sled.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// A ~1.1 KiB record plus a by-sequence entry: the store's layout until d5edeb9.
+    RecordAndSeq,
+    /// One ~1.1 KiB record per document: today's layout (by-sequence runs add ~1/64 entry).
+    Record,
+    /// The bodies of 64 documents packed in one entry, plus a small record per document: the
+    /// layout a value log kept inside sled would have.
+    Packed,
+}
+
+impl Layout {
+    fn describe(self) -> &'static str {
+        match self {
+            Layout::RecordAndSeq => "2 entries per doc (record ~1.1 KiB + by-seq)",
+            Layout::Record => "1 entry per doc (record ~1.1 KiB)",
+            Layout::Packed => "bodies packed 64 per entry + a 40-byte record per doc",
+        }
+    }
 }
 
 /// CPU time this process has used so far, all threads (sled writes its log on its own threads).
@@ -94,9 +119,10 @@ fn cpu_ms() -> f64 {
     ms(ru.ru_utime) + ms(ru.ru_stime)
 }
 
-/// Docs/s sled itself reaches with `entries` inserts per document of the store's sizes, and the
-/// CPU time it spends per batch: on two cores that time bounds any write path built on sled.
-fn sled_alone(entries: usize) -> (f64, f64) {
+/// Docs/s sled itself reaches writing documents of the store's sizes in `layout`, and the CPU
+/// time it spends per batch (all threads): on two cores, that time bounds any write path built
+/// on sled.
+fn sled_alone(layout: Layout) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sled::Config::new()
         .path(dir.path())
@@ -105,19 +131,32 @@ fn sled_alone(entries: usize) -> (f64, f64) {
         .expect("sled");
     let tree = db.open_tree("bench").expect("tree");
     let record = vec![b'x'; 1100];
+    let page = vec![b'y'; 1100 * 64];
     let mut seq = 0u64;
+    let key = |tag: u8, n: u64| {
+        let mut k = vec![tag];
+        k.extend_from_slice(&n.to_be_bytes());
+        k
+    };
     let (t, cpu) = (Instant::now(), cpu_ms());
     for b in 0..DOCS / BATCH {
         let mut batch = sled::Batch::default();
         for i in 0..BATCH {
             seq += 1;
             let id = format!("ddoc-{b:05}-{i:04}");
-            if entries > 1 {
-                let mut k = vec![b's'];
-                k.extend_from_slice(&seq.to_be_bytes());
-                batch.insert(k, &id.as_bytes()[1..]);
+            match layout {
+                Layout::RecordAndSeq => {
+                    batch.insert(key(b's', seq), &id.as_bytes()[1..]);
+                    batch.insert(id.as_bytes(), record.clone());
+                }
+                Layout::Record => batch.insert(id.as_bytes(), record.clone()),
+                Layout::Packed => {
+                    if seq % 64 == 0 {
+                        batch.insert(key(b'p', seq / 64), page.clone());
+                    }
+                    batch.insert(id.as_bytes(), &[7u8; 40][..]);
+                }
             }
-            batch.insert(id.as_bytes(), record.clone());
         }
         tree.apply_batch(batch).expect("batch");
         db.flush().expect("flush");
