@@ -151,7 +151,7 @@ fn sled_alone(layout: Layout) -> (f64, f64) {
                 }
                 Layout::Record => batch.insert(id.as_bytes(), record.clone()),
                 Layout::Packed => {
-                    if seq % 64 == 0 {
+                    if seq.is_multiple_of(64) {
                         batch.insert(key(b'p', seq / 64), page.clone());
                     }
                     batch.insert(id.as_bytes(), &[7u8; 40][..]);
