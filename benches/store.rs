@@ -79,6 +79,9 @@ fn main() {
         on_disk as f64 * (100_000.0 / DOCS as f64) / (1024.0 * 1024.0)
     );
     println!("| group-commit flushes | {} |", store.flushes());
+    // Closed first, so that the CPU time below is sled's alone.
+    drop(db);
+    drop(store);
     for layout in [Layout::RecordAndSeq, Layout::Record, Layout::Packed] {
         let (rate, cpu) = sled_alone(layout);
         println!(
