@@ -381,25 +381,35 @@ pub fn status(server: &str) -> Res {
         .into());
     }
     let empty = vec![];
+    let docs = docs["docs"].as_array().unwrap_or(&empty);
+    let rows: Vec<(&str, &Value)> = docs
+        .iter()
+        .map(|d| (d["doc_id"].as_str().unwrap_or("-"), d))
+        .chain(
+            jobs["jobs"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .filter(|j| j["doc_id"].is_null())
+                .map(|j| ("(_replicate)", j)),
+        )
+        .collect();
+    // The first column fits the longest document id, so the others stay aligned.
+    let w = rows
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .fold(24, usize::max);
     println!(
-        "{:<24} {:<11} {:>8} {:>8} {:>7} {:>10}  SOURCE -> TARGET / INFO",
+        "{:<w$} {:<11} {:>8} {:>8} {:>7} {:>10}  SOURCE -> TARGET / INFO",
         "DOC", "STATE", "WRITTEN", "PENDING", "ERRORS", "CHECKPOINT"
     );
-    for d in docs["docs"].as_array().unwrap_or(&empty) {
-        print_row(d["doc_id"].as_str().unwrap_or("-"), d);
-    }
-    for j in jobs["jobs"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .filter(|j| j["doc_id"].is_null())
-    {
-        print_row("(_replicate)", j);
+    for (name, v) in rows {
+        print_row(name, v, w);
     }
     Ok(())
 }
 
-fn print_row(name: &str, v: &Value) {
+fn print_row(name: &str, v: &Value, w: usize) {
     let info = &v["info"];
     let n = |k: &str| {
         info.get(k)
@@ -412,7 +422,7 @@ fn print_row(name: &str, v: &Value) {
         .unwrap_or_else(|| "-".into());
     let cp: String = cp.chars().take(10).collect();
     let mut line = format!(
-        "{:<24} {:<11} {:>8} {:>8} {:>7} {:>10}  {} -> {}",
+        "{:<w$} {:<11} {:>8} {:>8} {:>7} {:>10}  {} -> {}",
         name,
         v["state"].as_str().unwrap_or("?"),
         n("docs_written"),
@@ -425,7 +435,7 @@ fn print_row(name: &str, v: &Value) {
         v["target"].as_str().unwrap_or("?"),
     );
     if let Some(e) = info.get("error").and_then(Value::as_str) {
-        line.push_str(&format!("\n{:<24} error: {e}", ""));
+        line.push_str(&format!("\n{:<w$} error: {e}", ""));
     }
     println!("{line}");
 }

@@ -274,6 +274,8 @@ fn serve(
             rx,
         ));
         shutdown_signal().await;
+        let _ = writeln!(out, "shutting down: finishing requests, checkpointing jobs");
+        let _ = out.flush();
         let _ = tx.send(true);
         let _ = server.await;
         let _ = jobs.await;

@@ -358,6 +358,33 @@ fn jobs_resume_after_restart_and_sigkill_without_resending() {
     );
 }
 
+/// A job still starting, its source peer having accepted the connection and never answered,
+/// has written nothing: shutdown cancels it at once instead of waiting for the peer (it took
+/// the scheduler's 10 s grace before, which a user pressing Ctrl-C sees as a hang).
+#[test]
+fn shutdown_does_not_wait_for_a_silent_peer() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let source = format!("http://{}/quiet", silent.local_addr().unwrap());
+    let mut s = common::start_admin();
+    areq(&s, "PUT", "/dst", None);
+    let (st, v) = areq(
+        &s,
+        "PUT",
+        "/_replicator/silent",
+        Some(&json!({"source": source, "target": "dst", "continuous": true})),
+    );
+    assert_eq!(st, 201, "{v}");
+    // The job has connected and waits for an answer that never comes.
+    let (_conn, _) = silent.accept().unwrap();
+    let t = std::time::Instant::now();
+    unsafe_terminate(&mut s);
+    let waited = t.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "shutdown waited {waited:?} for a peer that never answers"
+    );
+}
+
 /// SIGTERM and wait: settee's graceful shutdown (jobs checkpoint, sled flushes).
 fn unsafe_terminate(s: &mut Server) {
     let _ = Command::new("kill").arg(s.child.id().to_string()).status();
@@ -421,11 +448,17 @@ fn credentials_stay_with_admins_and_out_of_status() {
     assert_eq!(st, 201, "{v}");
     let url_doc = json!({"source": format!("http://adm:{secret}@{}/src", s.addr), "target": format!("http://adm:{secret}@{}/dst2", s.addr), "continuous": true});
     assert_eq!(
-        areq(&s, "PUT", "/_replicator/creds-url", Some(&url_doc)).0,
+        areq(
+            &s,
+            "PUT",
+            "/_replicator/creds-in-the-urls-of-both-ends",
+            Some(&url_doc)
+        )
+        .0,
         201
     );
     // Both documents must have reached the scheduler before their status pages exist.
-    for id in ["creds", "creds-url"] {
+    for id in ["creds", "creds-in-the-urls-of-both-ends"] {
         wait_for(30, || {
             let v = doc_status(&s, id);
             (v["state"] != "initializing" && !v["state"].is_null()).then_some(())
@@ -435,7 +468,7 @@ fn credentials_stay_with_admins_and_out_of_status() {
         "/_scheduler/jobs",
         "/_scheduler/docs",
         "/_scheduler/docs/_replicator/creds",
-        "/_scheduler/docs/_replicator/creds-url",
+        "/_scheduler/docs/_replicator/creds-in-the-urls-of-both-ends",
         "/_active_tasks",
     ] {
         let (st, v) = areq(&s, "GET", path, None);
@@ -452,6 +485,21 @@ fn credentials_stay_with_admins_and_out_of_status() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("creds"), "{text}");
+    // A document id longer than the column is no reason to shift the others.
+    let state_col = |line: &str| {
+        ["STATE", "running", "crashing", "pending"]
+            .iter()
+            .find_map(|w| line.find(&format!(" {w} ")))
+    };
+    let cols: Vec<_> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("error:"))
+        .map(state_col)
+        .collect();
+    assert!(
+        cols.len() >= 3 && cols.iter().all(|c| c.is_some() && *c == cols[0]),
+        "{text}"
+    );
     assert!(!text.contains(secret) && !text.contains(&header), "{text}");
     // The documents themselves: admins only.
     assert_eq!(areq(&s, "GET", "/_replicator/creds", None).0, 200);

@@ -68,15 +68,32 @@ pub async fn run(
 ) -> Result<Outcome, ReplError> {
     let rep_id = replication_id(spec, &env.server_uuid);
     state.update(|p| p.replication_id = Some(rep_id.full.clone()));
-    let (source, smeta) = Peer::open(&spec.source, env, spec, false).await?;
-    let (target, tmeta) = Peer::open(&spec.target, env, spec, spec.create_target).await?;
-    let (slog, tlog) = if spec.use_checkpoints {
-        tokio::try_join!(
-            source.get_local(&rep_id.base),
-            target.get_local(&rep_id.base)
-        )?
-    } else {
-        (None, None)
+    // Nothing is written before the loop below, so a cancel (a stop, an edit, shutdown) ends
+    // the start-up at once instead of waiting for a peer that accepted the connection and
+    // never answers.
+    let setup = async {
+        let (source, smeta) = Peer::open(&spec.source, env, spec, false).await?;
+        let (target, tmeta) = Peer::open(&spec.target, env, spec, spec.create_target).await?;
+        let logs = if spec.use_checkpoints {
+            tokio::try_join!(
+                source.get_local(&rep_id.base),
+                target.get_local(&rep_id.base)
+            )?
+        } else {
+            (None, None)
+        };
+        Ok::<_, ReplError>((source, smeta, target, tmeta, logs))
+    };
+    let (source, smeta, target, tmeta, (slog, tlog)) = tokio::select! {
+        r = setup => r?,
+        _ = cancel.wait_for(|c| *c) => {
+            return Ok(Outcome {
+                rep_id,
+                report: json!({"ok": true, "no_changes": true}),
+                counts: Default::default(),
+                cancelled: true,
+            });
+        }
     };
     let start = checkpoint::start_seq(slog.as_ref(), tlog.as_ref())
         .or_else(|| spec.since_seq.clone())

@@ -22,6 +22,9 @@ pub enum StoreError {
     /// sled failed: the disk, not the caller, is at fault.
     #[error("storage error: {0}")]
     Storage(#[from] sled::Error),
+    /// Another process (usually another settee) holds the data folder's lock.
+    #[error("{0} is in use by another process (settee still running, or shutting down?): stop it, or pass another --data folder")]
+    InUse(String),
     /// Bytes on disk that do not decode: a bug or corruption, never the caller's input.
     #[error("corrupt record: {0}")]
     Corrupt(String),

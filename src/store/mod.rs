@@ -82,7 +82,15 @@ impl Store {
             .path(&cfg.path)
             .cache_capacity(cfg.cache_bytes)
             .mode(sled::Mode::HighThroughput)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                // sled 0.34 locks its folder with a non-blocking `flock` and reports a held
+                // lock as an `Other` error with this text (a test below pins it).
+                sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+                    StoreError::InUse(cfg.path.display().to_string())
+                }
+                e => StoreError::Storage(e),
+            })?;
         let catalog = sled.open_tree("catalog")?;
         let server = sled.open_tree("server")?;
         let uuid = match server.get("uuid")? {
@@ -244,6 +252,17 @@ mod tests {
         }
         for bad in ["", "A", "1a", "_foo", "a b", "aé", &"a".repeat(239)] {
             assert!(validate_db_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_folder_in_use_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        match Store::open(&StoreConfig::new(dir.path())) {
+            Err(StoreError::InUse(path)) => assert_eq!(path, dir.path().display().to_string()),
+            Err(e) => panic!("expected InUse, got {e}"),
+            Ok(_) => panic!("opened a folder another store holds"),
         }
     }
 }
