@@ -196,3 +196,28 @@ fn users_members_admins_and_sessions() {
         201
     );
 }
+
+/// Admin party (no admin configured, loopback only): no credentials is a server admin, but
+/// credentials that are sent are checked, as CouchDB's default handler checks them.
+#[test]
+fn admin_party_still_checks_credentials_it_is_given() {
+    let s = Server::start(&[]);
+    assert_eq!(call(&s, "PUT", "/party", "", None).0, 201);
+    let (st, v) = call(&s, "GET", "/party", &basic("nobody", "wrong"), None);
+    assert_eq!(st, 401, "{v}");
+    assert_eq!(v["reason"], "Name or password is incorrect.");
+    let user = json!({"name": "carol", "password": "pw", "roles": [], "type": "user"});
+    assert_eq!(
+        call(&s, "PUT", "/_users/org.couchdb.user:carol", "", Some(user)).0,
+        201
+    );
+    assert_eq!(call(&s, "GET", "/", &basic("carol", "nope"), None).0, 401);
+    // A real account acts as itself: a user, not a server admin.
+    let carol = basic("carol", "pw");
+    assert_eq!(
+        call(&s, "GET", "/_session", &carol, None).1["userCtx"]["name"],
+        "carol"
+    );
+    assert_eq!(call(&s, "PUT", "/another", &carol, None).0, 403);
+    assert_eq!(call(&s, "PUT", "/another", "", None).0, 201);
+}

@@ -227,11 +227,11 @@ fn cookie_user(ctx: &Ctx, value: &str) -> Option<UserCtx> {
 }
 
 /// Identifies the caller. Bad Basic credentials are an error (401); no credentials is anonymous.
-/// In admin party (no admin configured; loopback only) everyone is a server admin.
+/// In admin party (no admin configured; loopback only) a caller without credentials is a
+/// server admin, and Basic credentials are still checked, as CouchDB's default handler does:
+/// wrong ones get 401 (a share's misspelt password shows up against a local settee too, not
+/// only against CouchDB), a `_users` account acts as itself.
 pub fn authenticate(ctx: &Ctx, req: &Req) -> Result<UserCtx, ApiError> {
-    if ctx.cfg.admin.is_none() {
-        return Ok(UserCtx::admin(None));
-    }
     let header = req
         .headers
         .get(hyper::header::AUTHORIZATION)
@@ -245,6 +245,9 @@ pub fn authenticate(ctx: &Ctx, req: &Req) -> Result<UserCtx, ApiError> {
         let (name, pass) = creds.split_once(':').unwrap_or((&creds, ""));
         return login(ctx, name, pass)?
             .ok_or_else(|| ApiError::unauthorized("Name or password is incorrect."));
+    }
+    if ctx.cfg.admin.is_none() {
+        return Ok(UserCtx::admin(None));
     }
     let cookie = req
         .headers
