@@ -16,6 +16,11 @@ fn welcome_up_uuids_and_database_lifecycle() {
     assert_eq!(st, 200);
     assert_eq!(w["couchdb"], "Welcome");
     assert_eq!(w["uuid"].as_str().unwrap().len(), 32);
+    assert_eq!(
+        w["features"],
+        json!(["scheduler"]),
+        "only features settee has"
+    );
     assert_eq!(s.req("GET", "/_up", None).1["status"], "ok");
     assert_eq!(
         s.req("GET", "/_uuids?count=3", None).1["uuids"]

@@ -592,6 +592,11 @@ fn bad_input_ends_in_clear_errors_with_credentials_redacted() {
         Some(&json!({"source": "missing", "target": "t5"})),
     );
     assert_eq!((s, v["error"].as_str()), (404, Some("db_not_found")), "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("could not open") && reason.contains("missing"),
+        "the reason names the database and does not repeat the tag: {v}"
+    );
     // The server is still fine.
     assert_eq!(areq(&a.addr, "GET", "/_up", None).0, 200);
 }

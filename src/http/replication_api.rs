@@ -22,7 +22,14 @@ pub fn repl_error(e: &ReplError) -> ApiError {
         ReplError::DbNotFound { .. } => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    ApiError::new(status, e.error_tag(), e.to_string())
+    // Status output keeps CouchDB's "tag: reason" form; an error answer carries the tag in
+    // `error`, so its `reason` does not repeat it (CouchDB answers the same way).
+    let (tag, text) = (e.error_tag(), e.to_string());
+    let reason = text
+        .strip_prefix(tag)
+        .and_then(|r| r.strip_prefix(": "))
+        .unwrap_or(&text);
+    ApiError::new(status, tag, reason.to_owned())
 }
 
 pub async fn replicate(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {

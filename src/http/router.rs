@@ -127,7 +127,9 @@ fn welcome(ctx: &Ctx) -> Resp {
             "version": "3.5.0",
             "git_sha": "settee",
             "uuid": ctx.store.uuid(),
-            "features": ["access-ready", "partitioned", "pluggable-storage-engines", "reshard", "scheduler"],
+            // Only what settee has: clients (Fauxton, for one) offer partitioned databases
+            // and resharding when the server lists them.
+            "features": ["scheduler"],
             "vendor": {"name": "settee", "version": env!("CARGO_PKG_VERSION")}
         }),
     )
