@@ -758,3 +758,63 @@ fn multipart_related_upload_as_couchdb_replicator_sends_it() {
     assert_eq!(e["error"], "bad_request");
     assert_eq!(s.req("GET", "/mp/bad", None).0, 404);
 }
+
+/// Inputs a robustness probe found mishandled: each one either lost data, merged different
+/// ids, or was accepted as something it is not.
+#[test]
+fn probed_bad_inputs_are_refused() {
+    let s = Server::start(&[]);
+    assert_eq!(s.req("PUT", "/p", None).0, 201);
+    let (_, v) = s.req("PUT", "/p/keep", Some(&json!({"a": 1})));
+    let rev = v["rev"].as_str().unwrap().to_owned();
+    // `DELETE /db/?rev=` (an empty id variable) must not delete the database.
+    let (st, v) = s.req("DELETE", &format!("/p/?rev={rev}"), None);
+    assert_eq!((st, v["error"].as_str()), (400, Some("bad_request")), "{v}");
+    assert_eq!(s.req("GET", "/p/keep", None).0, 200);
+    // Percent-decoded ids must be UTF-8: two Latin-1 bytes would both become U+FFFD.
+    let (st, v) = s.req("PUT", "/p/%E9", Some(&json!({})));
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(s.req("PUT", "/p/%FE", Some(&json!({}))).0, 400);
+    let (st, v) = s.req("PUT", "/p/%C3%A9", Some(&json!({})));
+    assert_eq!((st, v["id"].as_str()), (201, Some("é")), "{v}");
+    // `_deleted` is a boolean or nothing.
+    let (st, v) = s.req("PUT", "/p/d", Some(&json!({"_deleted": "yes"})));
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("doc_validation")),
+        "{v}"
+    );
+    // `_all_docs?key=` is a one-id range; a key that is not JSON is a bad request.
+    let (st, v) = s.req("GET", "/p/_all_docs?key=%22keep%22", None);
+    assert_eq!(st, 200);
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["rows"][0]["id"], "keep");
+    assert_eq!(s.req("GET", "/p/_all_docs?key=keep", None).0, 400);
+    assert_eq!(s.req("GET", "/p/_all_docs?skip=-1", None).0, 400);
+    // A design or local id with its slash encoded is still that document.
+    assert_eq!(s.req("PUT", "/p/_design/x", Some(&json!({}))).0, 201);
+    let (st, v) = s.req("GET", "/p/_design%2Fx", None);
+    assert_eq!((st, v["_id"].as_str()), (200, Some("_design/x")), "{v}");
+    assert_eq!(s.req("PUT", "/p/_local%2Fl", Some(&json!({"n": 1}))).0, 201);
+    assert_eq!(s.req("GET", "/p/_local/l", None).1["n"], 1);
+    // Server endpoints answer only the methods they have.
+    for (m, p) in [
+        ("DELETE", "/_all_dbs"),
+        ("POST", "/_up"),
+        ("DELETE", "/"),
+        ("DELETE", "/_uuids"),
+        ("PUT", "/_active_tasks"),
+    ] {
+        let (st, v) = s.req(m, p, None);
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (405, Some("method_not_allowed")),
+            "{m} {p}: {v}"
+        );
+    }
+    assert_eq!(
+        s.req("GET", "/p", None).1["doc_count"],
+        3,
+        "keep, é and _design/x: nothing else was written"
+    );
+}

@@ -221,3 +221,36 @@ fn admin_party_still_checks_credentials_it_is_given() {
     assert_eq!(call(&s, "PUT", "/another", &carol, None).0, 403);
     assert_eq!(call(&s, "PUT", "/another", "", None).0, 201);
 }
+
+/// A `_security` object of the wrong shape is refused: read leniently, `{"members": {"names":
+/// 5}}` would count as no members, which makes a database public. A user document cannot
+/// grant system roles.
+#[test]
+fn malformed_security_and_system_roles_are_refused() {
+    let s = Server::start(&["--admin", "adm:pw"]);
+    let adm = basic("adm", "pw");
+    assert_eq!(call(&s, "PUT", "/sec", &adm, None).0, 201);
+    for bad in [
+        json!({"members": {"names": 5}}),
+        json!({"members": {"roles": "x"}}),
+        json!({"members": 5}),
+        json!({"admins": {"names": [1]}}),
+    ] {
+        let (st, v) = call(&s, "PUT", "/sec/_security", &adm, Some(bad.clone()));
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}: {v}"
+        );
+        assert_eq!(
+            call(&s, "GET", "/sec", "", None).0,
+            401,
+            "{bad} opened the database"
+        );
+    }
+    let good = json!({"members": {"names": ["bob"], "roles": []}});
+    assert_eq!(call(&s, "PUT", "/sec/_security", &adm, Some(good)).0, 200);
+    let user = json!({"name": "root", "password": "pw", "roles": ["_admin"], "type": "user"});
+    let (st, v) = call(&s, "PUT", "/_users/org.couchdb.user:root", &adm, Some(user));
+    assert_eq!((st, v["error"].as_str()), (403, Some("forbidden")), "{v}");
+}

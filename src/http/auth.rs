@@ -101,6 +101,15 @@ pub fn prepare_user_doc(doc: &mut Value) -> Result<(), ApiError> {
             "user documents need `roles`, an array of strings",
         ));
     }
+    // `_admin` and the like belong to the server: a user document cannot grant them.
+    if doc["roles"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|r| r.as_str().is_some_and(|r| r.starts_with('_')))
+    }) {
+        return Err(forbidden(
+            "No system roles (starting with underscore) in users db.",
+        ));
+    }
     if let Some(obj) = doc.as_object_mut() {
         if let Some(pw) = obj.shift_remove("password") {
             let pw = pw
@@ -257,6 +266,34 @@ pub fn authenticate(ctx: &Ctx, req: &Req) -> Result<UserCtx, ApiError> {
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix("AuthSession="));
     Ok(cookie.and_then(|c| cookie_user(ctx, c)).unwrap_or_default())
+}
+
+/// The shape CouchDB requires of a `_security` object. Checked on write because the access
+/// rules read a section that is not lists of strings as empty, and an empty `members` makes a
+/// database public: `{"members": {"names": 5}}` must not open it to everyone.
+pub fn validate_security(sec: &Value) -> Result<(), ApiError> {
+    for section in ["admins", "members"] {
+        let Some(v) = sec.get(section) else {
+            continue;
+        };
+        let obj = v.as_object().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{section} must be a JSON object with names and roles"
+            ))
+        })?;
+        for list in ["names", "roles"] {
+            let ok = obj.get(list).is_none_or(|l| {
+                l.as_array()
+                    .is_some_and(|items| items.iter().all(Value::is_string))
+            });
+            if !ok {
+                return Err(ApiError::bad_request(format!(
+                    "{section}.{list} must be a JSON list of strings"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn listed(sec: &Value, section: &str, user: &UserCtx) -> bool {

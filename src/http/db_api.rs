@@ -58,6 +58,13 @@ pub async fn database(ctx: &Arc<Ctx>, name: &str, req: &Req) -> Result<Resp, Api
             Ok(json_resp(StatusCode::CREATED, &json!({"ok": true})))
         }
         Method::DELETE => {
+            // `DELETE /db/?rev=…` is a document delete with an empty id variable: it must not
+            // take the whole database with it (CouchDB refuses it the same way).
+            if req.param("rev").is_some() {
+                return Err(ApiError::bad_request(
+                    "You tried to DELETE a database with a ?rev= parameter. Did you mean to DELETE a document instead?",
+                ));
+            }
             let (store, name) = (ctx.store.clone(), name.to_owned());
             blocking(move || Ok(store.delete_db(&name)?)).await?;
             Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
@@ -155,6 +162,7 @@ pub async fn special(ctx: &Arc<Ctx>, name: &str, what: &str, req: &Req) -> Resul
         )),
         ("_security", &Method::PUT) => {
             let sec = Value::Object(req.json_object()?);
+            super::auth::validate_security(&sec)?;
             blocking(move || Ok(db.set_security(&sec)?)).await?;
             Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
         }
@@ -369,7 +377,7 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     };
     let include_docs = req.flag("include_docs")? || opt("include_docs")? == Some(Value::Bool(true));
     let descending = req.flag("descending")? || opt("descending")? == Some(Value::Bool(true));
-    let inclusive_end = opt("inclusive_end")? != Some(Value::Bool(false));
+    let mut inclusive_end = opt("inclusive_end")? != Some(Value::Bool(false));
     let limit = match opt("limit")? {
         Some(v) => v
             .as_u64()
@@ -377,7 +385,13 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
             as usize,
         None => usize::MAX,
     };
-    let skip = opt("skip")?.and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    let skip = match opt("skip")? {
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| ApiError::bad_request("skip must be a non-negative integer"))?
+            as usize,
+        None => 0,
+    };
     let key_str = |names: &[&str]| -> Result<Option<String>, ApiError> {
         for n in names {
             if let Some(v) = opt(n)? {
@@ -391,8 +405,17 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
         }
         Ok(None)
     };
-    let start = key_str(&["startkey", "start_key", "startkey_docid"])?;
-    let end = key_str(&["endkey", "end_key", "endkey_docid"])?;
+    // `key` is the range from that id to that id.
+    let (start, end) = match key_str(&["key"])? {
+        Some(k) => {
+            inclusive_end = true;
+            (Some(k.clone()), Some(k))
+        }
+        None => (
+            key_str(&["startkey", "start_key", "startkey_docid"])?,
+            key_str(&["endkey", "end_key", "endkey_docid"])?,
+        ),
+    };
     let info = db.info()?;
     let total = info.doc_count;
     // Rows are written as bytes, each document's body spliced in from the store.

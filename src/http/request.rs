@@ -97,7 +97,8 @@ impl Req {
 }
 
 /// Percent-decoding of one path segment or query component (`+` is a space in queries only).
-pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
+/// `None` when the decoded bytes are not UTF-8: replacing them would make different ids equal.
+pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -126,16 +127,17 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
 }
 
-pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+/// `None` when a name or value is not UTF-8 once decoded.
+pub fn parse_query(q: Option<&str>) -> Option<Vec<(String, String)>> {
     q.unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k, true), percent_decode(v, true))
+            Some((percent_decode(k, true)?, percent_decode(v, true)?))
         })
         .collect()
 }
@@ -193,12 +195,16 @@ mod tests {
 
     #[test]
     fn decodes_paths_and_queries() {
-        assert_eq!(percent_decode("a%2Fb", false), "a/b");
-        assert_eq!(percent_decode("a+b", false), "a+b");
-        assert_eq!(percent_decode("a+b", true), "a b");
-        assert_eq!(percent_decode("100%", false), "100%");
-        assert_eq!(percent_decode("%zz", false), "%zz");
-        let q = parse_query(Some("a=1&b=%22x%22&c"));
+        let d = |s, plus| percent_decode(s, plus).unwrap();
+        assert_eq!(d("a%2Fb", false), "a/b");
+        assert_eq!(d("a+b", false), "a+b");
+        assert_eq!(d("a+b", true), "a b");
+        assert_eq!(d("100%", false), "100%");
+        assert_eq!(d("%zz", false), "%zz");
+        assert_eq!(d("%C3%A9", false), "é");
+        assert_eq!(percent_decode("%E9", false), None, "Latin-1, not UTF-8");
+        assert_eq!(parse_query(Some("a=%FF")), None);
+        let q = parse_query(Some("a=1&b=%22x%22&c")).unwrap();
         assert_eq!(q[1], ("b".into(), "\"x\"".into()));
         assert_eq!(q[2], ("c".into(), "".into()));
     }

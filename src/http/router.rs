@@ -29,15 +29,20 @@ pub async fn handle(
         }
     };
     let path = parts.uri.path();
-    let segments: Vec<String> = path
+    let segments: Option<Vec<String>> = path
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| percent_decode(s, false))
         .collect();
+    let (Some(segments), Some(query)) = (segments, parse_query(parts.uri.query())) else {
+        return Ok(error_resp(&ApiError::bad_request(
+            "the URL is not UTF-8 once percent-decoded (ids, names and parameters are UTF-8)",
+        )));
+    };
     let req = Req {
         method: parts.method,
         segments,
-        query: parse_query(parts.uri.query()),
+        query,
         headers: parts.headers,
         body,
         user: Default::default(),
@@ -62,9 +67,13 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
     req.user = auth::authenticate(ctx, &req)?;
     auth::authorize(ctx, &req.user, &req)?;
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let read_only = || match req.method {
+        Method::GET | Method::HEAD => Ok(()),
+        _ => Err(ApiError::method_not_allowed("GET,HEAD")),
+    };
     match seg.as_slice() {
-        [] => Ok(welcome(ctx)),
-        ["_up"] => Ok(json_resp(StatusCode::OK, &json!({"status": "ok"}))),
+        [] => read_only().map(|_| welcome(ctx)),
+        ["_up"] => read_only().map(|_| json_resp(StatusCode::OK, &json!({"status": "ok"}))),
         ["_session"] => session(ctx, &req),
         ["_dbs_info"] if req.method == Method::POST => {
             let body = req.json_object()?;
@@ -90,12 +99,14 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
         ["_replicate"] => replication_api::replicate(ctx, &req).await,
         ["_scheduler", rest @ ..] => replication_api::scheduler(ctx, rest, &req),
         ["_sharing", rest @ ..] => sharing_api::handle(ctx, rest, &req).await,
-        ["_active_tasks"] => Ok(replication_api::active_tasks(ctx)),
+        ["_active_tasks"] => read_only().map(|_| replication_api::active_tasks(ctx)),
         ["_all_dbs"] => {
+            read_only()?;
             let dbs = ctx.store.all_dbs()?;
             Ok(json_resp(StatusCode::OK, &json!(dbs)))
         }
         ["_uuids"] => {
+            read_only()?;
             let n = req.uint("count")?.unwrap_or(1).min(1000);
             let uuids: Vec<String> = (0..n).map(|_| crate::store::database::new_uuid()).collect();
             Ok(json_resp(StatusCode::OK, &json!({"uuids": uuids})))
@@ -113,6 +124,9 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
         [db, "_design", name, att @ ..] => {
             doc_api::attachment(ctx, db, &format!("_design/{name}"), &att.join("/"), &req).await
         }
+        // `_design%2Fx` and `_local%2Fx`: some clients encode the slash of these ids.
+        [db, id] if id.starts_with("_design/") => doc_api::doc(ctx, db, id, &req).await,
+        [db, id] if id.starts_with("_local/") => doc_api::local(ctx, db, id, &req).await,
         [db, special] if special.starts_with('_') => db_api::special(ctx, db, special, &req).await,
         [db, id] => doc_api::doc(ctx, db, id, &req).await,
         [db, id, att @ ..] => doc_api::attachment(ctx, db, id, &att.join("/"), &req).await,
@@ -175,7 +189,7 @@ fn session(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
             let (name, password) = if form {
-                let q = parse_query(std::str::from_utf8(&req.body).ok());
+                let q = parse_query(std::str::from_utf8(&req.body).ok()).unwrap_or_default();
                 let get = |k: &str| {
                     q.iter()
                         .find(|(n, _)| n == k)

@@ -124,7 +124,16 @@ impl DocUpdate {
                 _ => {}
             }
         }
-        let deleted = matches!(map.shift_remove("_deleted"), Some(Value::Bool(true)));
+        let deleted = match map.shift_remove("_deleted") {
+            Some(Value::Bool(b)) => b,
+            None => false,
+            // CouchDB accepts only a boolean: `"yes"` must not quietly mean "not deleted".
+            Some(_) => {
+                return Err(DocError::Validation(
+                    "Bad special document member: _deleted".into(),
+                ))
+            }
+        };
         let attachments = match map.shift_remove("_attachments") {
             Some(Value::Object(atts)) => atts
                 .into_iter()
