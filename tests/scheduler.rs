@@ -358,6 +358,42 @@ fn jobs_resume_after_restart_and_sigkill_without_resending() {
     );
 }
 
+/// Deleting `_replicator` stops the jobs of its documents; a `_replicator` created again is
+/// followed from its start (the scheduler kept watching the deleted one until a restart).
+#[test]
+fn a_recreated_replicator_database_is_followed() {
+    let s = common::start_admin();
+    areq(&s, "PUT", "/src", None);
+    put_docs(&s, "src", vec![json!({"_id": "one"})]);
+    let rep = json!({"source": "src", "target": "dst", "create_target": true, "continuous": true});
+    assert_eq!(areq(&s, "PUT", "/_replicator/old", Some(&rep)).0, 201);
+    wait_state(&s, "old", "running");
+    assert_eq!(areq(&s, "DELETE", "/_replicator", None).0, 200);
+    assert!(
+        wait_for(30, || (areq(&s, "GET", "/_scheduler/jobs", None).1["jobs"]
+            .as_array()
+            .is_some_and(Vec::is_empty))
+        .then_some(()))
+        .is_some(),
+        "the deleted database's job still runs: {}",
+        areq(&s, "GET", "/_scheduler/jobs", None).1
+    );
+    assert_eq!(areq(&s, "PUT", "/_replicator", None).0, 201);
+    let one_shot = json!({"source": "src", "target": "dst2", "create_target": true});
+    assert_eq!(areq(&s, "PUT", "/_replicator/new", Some(&one_shot)).0, 201);
+    let v = wait_state(&s, "new", "completed");
+    assert_eq!(v["info"]["docs_written"], 1, "{v}");
+    assert!(exists(&s, "dst2", "one"));
+    let docs = areq(&s, "GET", "/_scheduler/docs", None).1;
+    let ids: Vec<&str> = docs["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["doc_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["new"], "{docs}");
+}
+
 /// A job still starting, its source peer having accepted the connection and never answered,
 /// has written nothing: shutdown cancels it at once instead of waiting for the peer (it took
 /// the scheduler's 10 s grace before, which a user pressing Ctrl-C sees as a hang).

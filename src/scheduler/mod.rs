@@ -300,7 +300,7 @@ impl Scheduler {
         };
         let (end_tx, mut end_rx) = mpsc::channel::<Ended>(64);
         let mut running: JoinSet<()> = JoinSet::new();
-        let repdb = match self.store.ensure_db(REPLICATOR_DB) {
+        let mut repdb = match self.store.ensure_db(REPLICATOR_DB) {
             Ok(db) => db,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open _replicator; the scheduler is not running");
@@ -312,9 +312,22 @@ impl Scheduler {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_rotation = Instant::now();
         loop {
+            // `_replicator` deleted: its documents are gone, so are their jobs; a database
+            // created again under the name is read from its start.
+            if repdb.is_dropped() {
+                let ids: Vec<String> = self.lock().docs.keys().cloned().collect();
+                for id in ids {
+                    self.doc_changed(&id, None);
+                }
+                if let Ok(db) = self.store.db(REPLICATOR_DB) {
+                    repdb = db;
+                    updates = repdb.subscribe();
+                    seen = 0;
+                }
+            }
             // Follow _replicator: every document changed since the last look.
             let now_seq = repdb.update_seq();
-            if now_seq != seen {
+            if now_seq != seen && !repdb.is_dropped() {
                 let changes: Vec<_> = repdb.changes(seen, false).filter_map(Result::ok).collect();
                 for c in changes {
                     seen = seen.max(c.seq);

@@ -182,6 +182,12 @@ impl Database {
         self.dropped.store(true, Ordering::SeqCst);
     }
 
+    /// `true` once the database was deleted: this handle answers nothing any more, and one
+    /// created later under the same name is another database.
+    pub fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, Meta>> {
         if self.dropped.load(Ordering::SeqCst) {
             return Err(StoreError::DbNotFound);
