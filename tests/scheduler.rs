@@ -358,6 +358,36 @@ fn jobs_resume_after_restart_and_sigkill_without_resending() {
     );
 }
 
+/// In `_bulk_docs` an invalid replication document is refused in its own row; the valid ones
+/// around it are written (CouchDB's validation hook fails documents, not requests).
+#[test]
+fn bulk_writes_to_replicator_refuse_only_the_invalid_documents() {
+    let s = common::start_admin();
+    let body = json!({"docs": [
+        {"_id": "fine", "source": "a", "target": "b"},
+        {"_id": "broken", "source": 5},
+        {"_id": "fine2", "source": "a", "target": "c"},
+    ]});
+    let (st, v) = areq(&s, "POST", "/_replicator/_bulk_docs", Some(&body));
+    assert_eq!(st, 201, "{v}");
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{v}");
+    assert_eq!(
+        (rows[0]["id"].as_str(), rows[0]["ok"].as_bool()),
+        (Some("fine"), Some(true))
+    );
+    assert_eq!(
+        (rows[1]["id"].as_str(), rows[1]["error"].as_str()),
+        (Some("broken"), Some("forbidden"))
+    );
+    assert_eq!(
+        (rows[2]["id"].as_str(), rows[2]["ok"].as_bool()),
+        (Some("fine2"), Some(true))
+    );
+    assert!(exists(&s, "_replicator", "fine") && exists(&s, "_replicator", "fine2"));
+    assert!(!exists(&s, "_replicator", "broken"));
+}
+
 /// Deleting `_replicator` stops the jobs of its documents; a `_replicator` created again is
 /// followed from its start (the scheduler kept watching the deleted one until a restart).
 #[test]

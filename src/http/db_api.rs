@@ -255,15 +255,45 @@ async fn bulk_docs(ctx: &Ctx, db: Arc<Database>, req: &Req) -> Result<Resp, ApiE
             ))
         }
     };
-    prepare_writes(ctx, req, db.name(), &mut docs, new_edits)?;
+    // In `_replicator` and `_users` each document is checked on its own, and one that fails
+    // gets its error in its row while the others are written, as CouchDB's validation hooks
+    // answer; elsewhere the checks (design documents) hold for the whole request.
+    let mut refused: Vec<Option<Value>> = Vec::new();
+    if crate::store::SYSTEM_DBS.contains(&db.name()) {
+        let mut kept = Vec::with_capacity(docs.len());
+        for mut d in docs {
+            match prepare_writes(ctx, req, db.name(), std::slice::from_mut(&mut d), new_edits) {
+                Ok(()) => {
+                    kept.push(d);
+                    refused.push(None);
+                }
+                Err(e) => refused.push(Some(
+                    json!({"id": d.get("_id"), "error": e.error, "reason": e.reason}),
+                )),
+            }
+        }
+        docs = kept;
+    } else {
+        prepare_writes(ctx, req, db.name(), &mut docs, new_edits)?;
+    }
     let out = blocking(move || Ok(db.bulk_docs(docs, new_edits)?)).await?;
-    let rows: Vec<Value> = out
+    let mut written = out.into_iter().map(|o| match o.result {
+        Ok(rev) => json!({"ok": true, "id": o.id, "rev": rev}),
+        Err(e) => json!({"id": o.id, "error": e.error_tag(), "reason": e.to_string()}),
+    });
+    // Rows in the order of the request: a refused document's row where it stood.
+    let rows: Vec<Value> = if refused.is_empty() {
+        written.collect()
+    } else {
+        refused
+            .into_iter()
+            .filter_map(|r| r.or_else(|| written.next()))
+            .collect()
+    };
+    // `new_edits=false` answers only the failures.
+    let rows: Vec<Value> = rows
         .into_iter()
-        .filter(|o| new_edits || o.result.is_err())
-        .map(|o| match o.result {
-            Ok(rev) => json!({"ok": true, "id": o.id, "rev": rev}),
-            Err(e) => json!({"id": o.id, "error": e.error_tag(), "reason": e.to_string()}),
-        })
+        .filter(|r| new_edits || r.get("error").is_some())
         .collect();
     Ok(json_resp(StatusCode::CREATED, &Value::Array(rows)))
 }
