@@ -812,6 +812,28 @@ fn probed_bad_inputs_are_refused() {
             "{m} {p}: {v}"
         );
     }
+    // A POST naming another content type is 415 and writes nothing (`curl -d` sends a form).
+    for (path, ct) in [
+        ("/p", "text/plain"),
+        ("/p/_bulk_docs", "application/x-www-form-urlencoded"),
+    ] {
+        let body = br#"{"_id":"form","docs":[{"_id":"form"}]}"#.to_vec();
+        let (st, _, out) = s.raw("POST", path, &[("Content-Type", ct)], Some(body));
+        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        assert_eq!(
+            (st, v["error"].as_str()),
+            (415, Some("bad_content_type")),
+            "{path}: {v}"
+        );
+    }
+    let ok = [("Content-Type", "application/json; charset=utf-8")];
+    let (st, _, _) = s.raw(
+        "POST",
+        "/p/_all_docs",
+        &ok,
+        Some(br#"{"keys":["keep"]}"#.to_vec()),
+    );
+    assert_eq!(st, 200);
     assert_eq!(
         s.req("GET", "/p", None).1["doc_count"],
         3,

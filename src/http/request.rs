@@ -70,8 +70,27 @@ impl Req {
             .transpose()
     }
 
-    /// The body as JSON; an empty body is `None`.
+    /// The body as JSON; an empty body is `None`. A POST that names another content type
+    /// gets CouchDB's 415 (`curl -d` without `-H` sends a form). No content type is taken as
+    /// JSON, more lenient than CouchDB; PUT is not checked, as in CouchDB, where
+    /// `curl -X PUT db/doc -d '{…}'` works.
     pub fn json(&self) -> Result<Option<Value>, ApiError> {
+        if self.method == hyper::Method::POST {
+            let ctype = self
+                .headers
+                .get(hyper::header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or_default());
+            if let Some(ct) = ctype {
+                let media = ct.split(';').next().unwrap_or_default().trim();
+                if !media.eq_ignore_ascii_case("application/json") {
+                    return Err(ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "bad_content_type",
+                        format!("Content-Type must be application/json, not {media:?}"),
+                    ));
+                }
+            }
+        }
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
