@@ -408,20 +408,17 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     let include_docs = req.flag("include_docs")? || opt("include_docs")? == Some(Value::Bool(true));
     let descending = req.flag("descending")? || opt("descending")? == Some(Value::Bool(true));
     let mut inclusive_end = opt("inclusive_end")? != Some(Value::Bool(false));
-    let limit = match opt("limit")? {
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| ApiError::bad_request("limit must be a non-negative integer"))?
-            as usize,
-        None => usize::MAX,
+    let count = |name: &str| -> Result<Option<usize>, ApiError> {
+        opt(name)?
+            .map(|v| {
+                v.as_u64().map(|n| n as usize).ok_or_else(|| {
+                    ApiError::bad_request(format!("{name} must be a non-negative integer"))
+                })
+            })
+            .transpose()
     };
-    let skip = match opt("skip")? {
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| ApiError::bad_request("skip must be a non-negative integer"))?
-            as usize,
-        None => 0,
-    };
+    let limit = count("limit")?.unwrap_or(usize::MAX);
+    let skip = count("skip")?.unwrap_or(0);
     let key_str = |names: &[&str]| -> Result<Option<String>, ApiError> {
         for n in names {
             if let Some(v) = opt(n)? {
