@@ -76,6 +76,11 @@ pub fn validate_doc_id(id: &str) -> Result<(), DocError> {
             "Only reserved document ids may start with underscore.".into(),
         ));
     }
+    if id == DESIGN_PREFIX || id == LOCAL_PREFIX {
+        return Err(DocError::BadRequest(format!(
+            "Document id {id:?} needs a name after the prefix"
+        )));
+    }
     Ok(())
 }
 
@@ -242,6 +247,18 @@ fn parse_attachment(name: &str, v: Value) -> Result<AttInput, DocError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn doc_ids_follow_couchdb() {
+        for ok in ["a", "_design/x", "_local/x", "é"] {
+            assert!(validate_doc_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "_x", "_design/", "_local/", "_designx"] {
+            assert!(validate_doc_id(bad).is_err(), "{bad}");
+        }
+        let del = DocUpdate::from_json(json!({"_id": "a", "_deleted": "yes"}), None);
+        assert!(matches!(del, Err(DocError::Validation(_))));
+    }
 
     #[test]
     fn strips_specials_and_keeps_body() {
