@@ -20,6 +20,10 @@ pub fn repl_error(e: &ReplError) -> ApiError {
         ReplError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         ReplError::Forbidden { .. } => StatusCode::FORBIDDEN,
         ReplError::DbNotFound { .. } => StatusCode::NOT_FOUND,
+        // A peer that cannot be reached or answers nonsense is not this server's fault.
+        ReplError::Unreachable { .. } | ReplError::NotCouch { .. } | ReplError::Http { .. } => {
+            StatusCode::BAD_GATEWAY
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     // Status output keeps CouchDB's "tag: reason" form; an error answer carries the tag in
