@@ -175,6 +175,14 @@ fn users_members_admins_and_sessions() {
         s.raw("GET", "/shared/d1", &[("Cookie", &forged)], None).0,
         401
     );
+    // Not a session cookie at all: 400, as CouchDB; an emptied one (after a logout) is none.
+    let (st, _, body) = s.raw("GET", "/shared/d1", &[("Cookie", "AuthSession=%%%")], None);
+    assert_eq!(st, 400, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        s.raw("GET", "/shared/d1", &[("Cookie", "AuthSession=")], None)
+            .0,
+        401
+    );
     let (st, _, _) = s.raw(
         "POST",
         "/_session",

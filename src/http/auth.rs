@@ -204,11 +204,24 @@ pub fn make_cookie(ctx: &Ctx, name: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{payload}:{mac}"))
 }
 
-fn cookie_user(ctx: &Ctx, value: &str) -> Option<UserCtx> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+/// The user an `AuthSession` cookie names, `None` when it is forged, expired or its user is
+/// gone (the request is then anonymous); a cookie that is not of our form at all is a bad
+/// request, as CouchDB answers, so a client learns to drop it.
+fn cookie_user(ctx: &Ctx, value: &str) -> Result<Option<UserCtx>, ApiError> {
+    let parsed = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(value)
-        .ok()?;
-    let raw = String::from_utf8(raw).ok()?;
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .filter(|raw| raw.matches(':').count() >= 2);
+    let Some(raw) = parsed else {
+        return Err(ApiError::bad_request(
+            "Malformed AuthSession cookie. Please clear your cookies.",
+        ));
+    };
+    Ok(cookie_user_checked(ctx, &raw))
+}
+
+fn cookie_user_checked(ctx: &Ctx, raw: &str) -> Option<UserCtx> {
     let (payload, mac) = raw.rsplit_once(':')?;
     if cookie_mac(ctx, payload) != mac {
         return None;
@@ -265,7 +278,13 @@ pub fn authenticate(ctx: &Ctx, req: &Req) -> Result<UserCtx, ApiError> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|c| c.trim().strip_prefix("AuthSession="));
-    Ok(cookie.and_then(|c| cookie_user(ctx, c)).unwrap_or_default())
+    // An emptied cookie (what a logout sets) is no cookie.
+    Ok(cookie
+        .filter(|c| !c.is_empty())
+        .map(|c| cookie_user(ctx, c))
+        .transpose()?
+        .flatten()
+        .unwrap_or_default())
 }
 
 /// The shape CouchDB requires of a `_security` object. Checked on write because the access
