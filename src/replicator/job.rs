@@ -11,7 +11,7 @@
 //! documents, never by database size. Every task is owned by the run's `JoinSet` and is
 //! aborted when the run ends, however it ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use super::checkpoint::{self, Session};
 use super::id::{replication_id, RepId};
-use super::peer::{ChangeRow, ChangesReq, DbMeta, Peer, PushFilter};
+use super::peer::{ChangeRow, ChangesReq, DbMeta, Missing, Peer, PushFilter};
 use super::stats::{Counts, JobState, Stats};
 use super::{Filter, ReplError, Spec};
 use crate::store::Store;
@@ -85,7 +85,9 @@ pub async fn run(
         Ok::<_, ReplError>((source, smeta, target, tmeta, logs))
     };
     let (source, smeta, target, tmeta, (slog, tlog)) = tokio::select! {
-        r = setup => r?,
+        r = setup => r.inspect_err(|e| {
+            tracing::warn!(id = %rep_id.full, error = %e, "replication could not start");
+        })?,
         _ = cancel.wait_for(|c| *c) => {
             return Ok(Outcome {
                 rep_id,
@@ -384,8 +386,14 @@ async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), Re
     let stats = &shared.state.stats;
     let checked: usize = rows.iter().map(|r| r.revs.len()).sum();
     Stats::add(&stats.revisions_checked, checked as u64);
-    let req = rows.into_iter().map(|r| (r.id, r.revs)).collect();
-    let missing = shared.target.revs_diff(req).await?;
+    // `_local` documents never replicate, whatever a source's feed lists.
+    let req: Vec<(String, Vec<String>)> = rows
+        .into_iter()
+        .filter(|r| !r.id.starts_with(crate::store::doc::LOCAL_PREFIX))
+        .map(|r| (r.id, r.revs))
+        .collect();
+    let asked: HashMap<String, Vec<String>> = req.iter().cloned().collect();
+    let missing = only_offered(&asked, shared.target.revs_diff(req).await?);
     let found: usize = missing.iter().map(|m| m.missing.len()).sum();
     Stats::add(&stats.missing_revisions_found, found as u64);
     if missing.is_empty() {
@@ -395,6 +403,13 @@ async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), Re
     Stats::add(&stats.docs_read, docs.len() as u64);
     Stats::add(&stats.bulk_get_attempts, 1);
     Stats::add(&stats.bulk_get_docs, docs.len() as u64);
+    let (docs, foreign): (Vec<Value>, Vec<Value>) =
+        docs.into_iter().partition(|d| is_requested(d, &missing));
+    for d in &foreign {
+        let (id, rev) = (d["_id"].to_string(), d["_rev"].to_string());
+        tracing::warn!(source = %shared.source.name(), %id, %rev, "the source sent a revision that was not asked for; not written");
+    }
+    Stats::add(&stats.doc_write_failures, foreign.len() as u64);
     let n = docs.len() as u64;
     let errors = shared.target.write(docs).await?;
     for e in &errors {
@@ -409,7 +424,110 @@ async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), Re
     Ok(())
 }
 
+/// The target's `_revs_diff` answer cut to what was offered: a target must not pull a document
+/// or revision this replication never offered (one its selector excludes, say), so ids and
+/// revisions it adds are dropped.
+fn only_offered(asked: &HashMap<String, Vec<String>>, missing: Vec<Missing>) -> Vec<Missing> {
+    missing
+        .into_iter()
+        .filter_map(|mut m| {
+            let offered = asked.get(&m.id)?;
+            m.missing.retain(|r| offered.contains(r));
+            (!m.missing.is_empty()).then_some(m)
+        })
+        .collect()
+}
+
+/// Whether a fetched revision is one of those asked for, or (fetched with `latest`) a
+/// descendant of one: its `_revisions` path goes through the asked revision. A source must
+/// not store documents under ids, or revisions, it never announced.
+fn is_requested(doc: &Value, missing: &[Missing]) -> bool {
+    let (Some(id), Some(rev)) = (
+        doc.get("_id").and_then(Value::as_str),
+        doc.get("_rev").and_then(Value::as_str),
+    ) else {
+        return false;
+    };
+    let Some(m) = missing.iter().find(|m| m.id == id) else {
+        return false;
+    };
+    let path = doc.get("_revisions").and_then(|r| {
+        Some((
+            r.get("start")?.as_u64()?,
+            r.get("ids")?
+                .as_array()?
+                .iter()
+                .map(Value::as_str)
+                .collect::<Option<Vec<_>>>()?,
+        ))
+    });
+    m.missing.iter().any(|want| {
+        if want == rev {
+            return true;
+        }
+        let (Some((start, ids)), Some((pos, hash))) = (&path, want.split_once('-')) else {
+            return false;
+        };
+        let Ok(pos) = pos.parse::<u64>() else {
+            return false;
+        };
+        start
+            .checked_sub(pos)
+            .and_then(|i| ids.get(i as usize))
+            .is_some_and(|h| *h == hash)
+    })
+}
+
 /// When a run started, for status output.
 pub fn now_iso() -> String {
     checkpoint::iso8601(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing(id: &str, revs: &[&str]) -> Missing {
+        Missing {
+            id: id.into(),
+            missing: revs.iter().map(|r| r.to_string()).collect(),
+            possible_ancestors: vec![],
+        }
+    }
+
+    #[test]
+    fn a_target_gets_only_what_was_offered() {
+        let asked: HashMap<String, Vec<String>> =
+            [("a".to_string(), vec!["2-b".to_string(), "1-a".to_string()])].into();
+        let answer = vec![
+            missing("a", &["2-b", "1-x"]),
+            missing("secret", &["1-s"]),
+            missing("a2", &[]),
+        ];
+        let kept = only_offered(&asked, answer);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].id.as_str(), kept[0].missing.clone()),
+            ("a", vec!["2-b".to_string()])
+        );
+        assert!(only_offered(&asked, vec![missing("a", &["9-z"])]).is_empty());
+    }
+
+    #[test]
+    fn a_source_writes_only_what_was_asked() {
+        let want = [missing("a", &["2-b"])];
+        let doc = |v: Value| is_requested(&v, &want);
+        assert!(doc(serde_json::json!({"_id": "a", "_rev": "2-b"})));
+        // `latest`: a descendant whose path goes through the asked revision.
+        assert!(doc(
+            serde_json::json!({"_id": "a", "_rev": "3-c", "_revisions": {"start": 3, "ids": ["c", "b", "a"]}})
+        ));
+        assert!(!doc(
+            serde_json::json!({"_id": "a", "_rev": "3-c", "_revisions": {"start": 3, "ids": ["c", "x", "a"]}})
+        ));
+        assert!(!doc(serde_json::json!({"_id": "a", "_rev": "3-c"})));
+        assert!(!doc(serde_json::json!({"_id": "EVIL-a", "_rev": "2-b"})));
+        assert!(!doc(serde_json::json!({"_id": "_local/a", "_rev": "2-b"})));
+        assert!(!doc(serde_json::json!({"_rev": "2-b"})));
+    }
 }
