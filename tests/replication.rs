@@ -601,3 +601,67 @@ fn bad_input_ends_in_clear_errors_with_credentials_redacted() {
     // The server is still fine.
     assert_eq!(areq(&a.addr, "GET", "/_up", None).0, 200);
 }
+
+/// A peer on a raw socket that answers every request with `reply`, whatever it asked.
+fn fake_peer(reply: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 65536];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(&reply);
+        }
+    });
+    format!("http://{addr}/db")
+}
+
+/// A peer's answer is bounded in what it can make the replicator hold: a huge body fails the
+/// request at once (it could take the server's memory), a huge error reason is cut short (it
+/// lands in status output and job history).
+#[test]
+fn a_peer_cannot_flood_the_replicator() {
+    let a = common::start_admin();
+    let huge = fake_peer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400000000\r\n\r\n{"
+            .to_vec(),
+    );
+    let (s, v) = areq(
+        &a.addr,
+        "POST",
+        "/_replicate",
+        Some(
+            &json!({"source": huge, "target": "t", "create_target": true, "retries_per_request": 0}),
+        ),
+    );
+    assert_eq!((s, v["error"].as_str()), (502, Some("not_couchdb")), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 256 MiB"),
+        "{v}"
+    );
+    let long = "R".repeat(100_000);
+    let body = json!({"error": "x", "reason": long}).to_string();
+    let wordy = fake_peer(
+        format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes(),
+    );
+    let (s, v) = areq(
+        &a.addr,
+        "POST",
+        "/_replicate",
+        Some(
+            &json!({"source": wordy, "target": "t", "create_target": true, "retries_per_request": 0}),
+        ),
+    );
+    assert_eq!(s, 502, "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("RRR") && reason.len() < 1000,
+        "{} bytes of reason",
+        reason.len()
+    );
+    assert_eq!(areq(&a.addr, "GET", "/_up", None).0, 200);
+}

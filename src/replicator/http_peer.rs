@@ -42,19 +42,69 @@ impl Reply {
     fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
     }
+    /// The peer's own words, cut short: they end up in status output and job history.
     fn reason(&self) -> String {
         match self.json() {
             Some(v) => match (v.get("error"), v.get("reason")) {
-                (Some(e), Some(r)) => format!(
+                (Some(e), Some(r)) => truncate(&format!(
                     "{}: {}",
                     e.as_str().unwrap_or(""),
                     r.as_str().unwrap_or(&r.to_string())
-                ),
+                )),
                 _ => truncate(&String::from_utf8_lossy(&self.body)),
             },
             None => truncate(&String::from_utf8_lossy(&self.body)),
         }
     }
+}
+
+/// The most a peer's answer may hold, read into memory: four times the request size a settee
+/// accepts by default. A peer sending more (a 400 MB `_changes` line took the server to 2 GB)
+/// fails the request instead.
+const MAX_REPLY_BYTES: usize = 256 << 20;
+
+enum ReadError {
+    TooLarge,
+    Transport(String),
+}
+
+/// Reads an answer whole, up to [`MAX_REPLY_BYTES`].
+async fn read_capped(mut resp: reqwest::Response) -> Result<bytes::Bytes, ReadError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Transport(describe(e)))?
+    {
+        if body.len() + chunk.len() > MAX_REPLY_BYTES {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
+}
+
+/// A transport error with its causes ("error sending request: … : operation timed out"):
+/// reqwest's own message alone hides whether a peer timed out, reset or redirected in a loop.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.ends_with(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn truncate(s: &str) -> String {
@@ -204,12 +254,21 @@ impl HttpPeer {
             let res = match rb.send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    match resp.bytes().await {
+                    match read_capped(resp).await {
                         Ok(body) => Ok(Reply { status, body }),
-                        Err(e) => Err(e.without_url().to_string()),
+                        Err(ReadError::Transport(e)) => Err(e),
+                        Err(ReadError::TooLarge) => {
+                            return Err(ReplError::NotCouch {
+                                endpoint: self.name.clone(),
+                                reason: format!(
+                                    "its answer to {what} is larger than {} MiB",
+                                    MAX_REPLY_BYTES >> 20
+                                ),
+                            })
+                        }
                     }
                 }
-                Err(e) => Err(e.without_url().to_string()),
+                Err(e) => Err(describe(e)),
             };
             let retry_reason = match res {
                 Ok(r)
