@@ -840,3 +840,68 @@ fn probed_bad_inputs_are_refused() {
         "keep, é and _design/x: nothing else was written"
     );
 }
+
+/// Feed and purge details a probe found: inline attachments in `_changes`, `Last-Event-ID`,
+/// `pending` on the streaming feeds, `_purge`'s answer and `_purged_infos`.
+#[test]
+fn feed_and_purge_details_follow_couchdb() {
+    let s = Server::start(&[]);
+    assert_eq!(s.req("PUT", "/f", None).0, 201);
+    let att =
+        json!({"_attachments": {"a.txt": {"content_type": "text/plain", "data": "aGVsbG8="}}});
+    assert_eq!(s.req("PUT", "/f/one", Some(&att)).0, 201);
+    for id in ["two", "three"] {
+        assert_eq!(s.req("PUT", &format!("/f/{id}"), Some(&json!({}))).0, 201);
+    }
+    let (_, v) = s.req(
+        "GET",
+        "/f/_changes?include_docs=true&attachments=true",
+        None,
+    );
+    assert_eq!(
+        v["results"][0]["doc"]["_attachments"]["a.txt"]["data"], "aGVsbG8=",
+        "{v}"
+    );
+    let (_, v) = s.req("GET", "/f/_changes?include_docs=true", None);
+    assert_eq!(
+        v["results"][0]["doc"]["_attachments"]["a.txt"]["stub"], true,
+        "{v}"
+    );
+    // An EventSource reconnecting after seq 2 gets only what came later.
+    let (st, _, body) = s.raw(
+        "GET",
+        "/f/_changes?feed=eventsource&timeout=200",
+        &[("Last-Event-ID", "2")],
+        None,
+    );
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(st, 200);
+    assert!(
+        text.contains("\"three\"") && !text.contains("\"two\""),
+        "{text}"
+    );
+    // `pending` counts what a limited streaming feed left out.
+    let (_, _, body) = s.raw("GET", "/f/_changes?feed=continuous&limit=1", &[], None);
+    let text = String::from_utf8_lossy(&body);
+    let end: Value = serde_json::from_str(text.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(end["pending"], 2, "{text}");
+    let (_, v) = s.req(
+        "GET",
+        "/f/_changes?feed=longpoll&limit=0&timeout=60000",
+        None,
+    );
+    assert_eq!(v["pending"], 3, "{v}");
+    // `_purge` answers `purge_seq: null` as CouchDB 3; `_purged_infos` lists what went.
+    let rev = s.req("GET", "/f/two", None).1["_rev"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, v) = s.req("POST", "/f/_purge", Some(&json!({"two": [rev]})));
+    assert_eq!((st, &v["purge_seq"]), (201, &Value::Null), "{v}");
+    let (_, v) = s.req("GET", "/f/_purged_infos", None);
+    assert_eq!(
+        v["purged_infos"],
+        json!([{"id": "two", "revs": [rev]}]),
+        "{v}"
+    );
+}

@@ -416,7 +416,8 @@ pub fn authorize(ctx: &Ctx, user: &UserCtx, req: &Req) -> Result<(), ApiError> {
             let access = db_access(ctx, user, db)?;
             let reading = req.method == Method::GET || req.method == Method::HEAD;
             let admin_only = match rest {
-                ["_purge"] => true,
+                // Purge infos name what was purged: admins only, like purging itself.
+                ["_purge"] | ["_purged_infos"] => true,
                 ["_security"] | ["_compact", ..] | ["_revs_limit"] | ["_purged_infos_limit"] => {
                     req.method != Method::GET
                 }

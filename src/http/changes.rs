@@ -26,6 +26,8 @@ struct Feed {
     descending: bool,
     include_docs: bool,
     conflicts: bool,
+    /// `attachments=true`: included documents carry their attachments' data inline.
+    attachments: bool,
     /// `seq_interval=N`: only every Nth row carries its seq (the others `null`), as CouchDB.
     seq_interval: Option<u64>,
     filter: FeedFilter,
@@ -47,7 +49,13 @@ impl Feed {
         } else {
             None
         };
-        let since = match req.param("since") {
+        // A browser's EventSource reconnects with the id of the last event it saw, which
+        // CouchDB lets override `since` (else a reconnect replays the whole feed).
+        let last_event = (req.param("feed") == Some("eventsource"))
+            .then(|| req.headers.get("last-event-id"))
+            .flatten()
+            .and_then(|v| v.to_str().ok());
+        let since = match last_event.or(req.param("since")) {
             None => 0,
             Some("now") => db.update_seq(),
             Some(s) => parse_seq(s)?,
@@ -93,6 +101,7 @@ impl Feed {
             descending: req.flag("descending")?,
             include_docs: req.flag("include_docs")?,
             conflicts: req.flag("conflicts")?,
+            attachments: req.flag("attachments")?,
             seq_interval: req.uint("seq_interval")?.filter(|n| *n > 0),
             filter: FeedFilter {
                 all_docs: req.param("style") == Some("all_docs"),
@@ -140,6 +149,11 @@ impl Feed {
             out.extend_from_slice(b",\"doc\":");
             let opts = ReadOpts {
                 conflicts: self.conflicts,
+                attachments: if self.attachments {
+                    crate::store::AttMode::All
+                } else {
+                    crate::store::AttMode::Stubs
+                },
                 ..Default::default()
             };
             db.write_doc(out, &c.id, &c.record, winner, &opts)?;
@@ -299,8 +313,8 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
                     &mut sent,
                     &mut out,
                 )?;
-                if sent > 0 || tokio::time::Instant::now() >= deadline {
-                    tail(&mut out, last, 0);
+                if sent > 0 || feed.limit == Some(0) || tokio::time::Instant::now() >= deadline {
+                    tail(&mut out, last, db.pending(last));
                     return Ok(json_bytes_resp(StatusCode::OK, out));
                 }
                 let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
@@ -316,6 +330,9 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
                 let mut updates = db.subscribe();
                 let mut since = feed.since;
                 let mut sent = 0u64;
+                // As CouchDB: without a heartbeat to keep it alive, a feed ends after 60 s
+                // with its last_seq, and clients reconnect from there.
+                let timeout = timeout.or(heartbeat.is_none().then_some(Duration::from_secs(60)));
                 let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
                 let framing = if eventsource {
                     Framing::EventSource
@@ -358,7 +375,7 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
                     let _ = tx
                         .send(Bytes::from(format!(
                             "{}\n",
-                            json!({"last_seq": seq_json(since), "pending": 0})
+                            json!({"last_seq": seq_json(since), "pending": db.pending(since)})
                         )))
                         .await;
                 }

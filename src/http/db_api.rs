@@ -127,7 +127,8 @@ pub async fn special(ctx: &Arc<Ctx>, name: &str, what: &str, req: &Req) -> Resul
         ("_purge", &Method::POST) => {
             let body = req.json_object()?;
             let reqs = id_revs(&body)?;
-            let (purge_seq, purged) = blocking(move || Ok(db.purge(reqs)?)).await?;
+            // CouchDB 3 answers `"purge_seq": null` (GET /db has the sequence).
+            let (_, purged) = blocking(move || Ok(db.purge(reqs)?)).await?;
             let purged: Map<String, Value> = purged
                 .into_iter()
                 .map(|(id, revs)| {
@@ -139,7 +140,7 @@ pub async fn special(ctx: &Arc<Ctx>, name: &str, what: &str, req: &Req) -> Resul
                 .collect();
             Ok(json_resp(
                 StatusCode::CREATED,
-                &json!({"purge_seq": purge_seq, "purged": purged}),
+                &json!({"purge_seq": null, "purged": purged}),
             ))
         }
         ("_revs_limit", &Method::GET) => Ok(json_resp(StatusCode::OK, &json!(db.revs_limit()?))),
@@ -148,6 +149,12 @@ pub async fn special(ctx: &Arc<Ctx>, name: &str, what: &str, req: &Req) -> Resul
             blocking(move || Ok(db.set_revs_limit(n)?)).await?;
             Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
         }
+        // CouchDB 3.4+: every purge still kept, oldest first.
+        ("_purged_infos", &Method::GET) => {
+            let infos: Vec<Value> = db.purged_infos(0)?.into_iter().map(|(_, i)| i).collect();
+            Ok(json_resp(StatusCode::OK, &json!({"purged_infos": infos})))
+        }
+        ("_purged_infos", _) => Err(ApiError::method_not_allowed("GET")),
         ("_purged_infos_limit", &Method::GET) => {
             Ok(json_resp(StatusCode::OK, &json!(db.purged_infos_limit()?)))
         }
