@@ -623,18 +623,21 @@ fn fake_peer(reply: Vec<u8>) -> String {
 #[test]
 fn a_peer_cannot_flood_the_replicator() {
     let a = common::start_admin();
+    let replicate_from = |source: &str| {
+        areq(
+            &a.addr,
+            "POST",
+            "/_replicate",
+            Some(
+                &json!({"source": source, "target": "t", "create_target": true, "retries_per_request": 0}),
+            ),
+        )
+    };
     let huge = fake_peer(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400000000\r\n\r\n{"
             .to_vec(),
     );
-    let (s, v) = areq(
-        &a.addr,
-        "POST",
-        "/_replicate",
-        Some(
-            &json!({"source": huge, "target": "t", "create_target": true, "retries_per_request": 0}),
-        ),
-    );
+    let (s, v) = replicate_from(&huge);
     assert_eq!((s, v["error"].as_str()), (502, Some("not_couchdb")), "{v}");
     assert!(
         v["reason"]
@@ -648,14 +651,7 @@ fn a_peer_cannot_flood_the_replicator() {
     let wordy = fake_peer(
         format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes(),
     );
-    let (s, v) = areq(
-        &a.addr,
-        "POST",
-        "/_replicate",
-        Some(
-            &json!({"source": wordy, "target": "t", "create_target": true, "retries_per_request": 0}),
-        ),
-    );
+    let (s, v) = replicate_from(&wordy);
     assert_eq!(s, 502, "{v}");
     let reason = v["reason"].as_str().unwrap();
     assert!(

@@ -403,8 +403,9 @@ async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), Re
     Stats::add(&stats.docs_read, docs.len() as u64);
     Stats::add(&stats.bulk_get_attempts, 1);
     Stats::add(&stats.bulk_get_docs, docs.len() as u64);
+    let by_id: HashMap<&str, &Missing> = missing.iter().map(|m| (m.id.as_str(), m)).collect();
     let (docs, foreign): (Vec<Value>, Vec<Value>) =
-        docs.into_iter().partition(|d| is_requested(d, &missing));
+        docs.into_iter().partition(|d| is_requested(d, &by_id));
     for d in &foreign {
         let (id, rev) = (d["_id"].to_string(), d["_rev"].to_string());
         tracing::warn!(source = %shared.source.name(), %id, %rev, "the source sent a revision that was not asked for; not written");
@@ -441,14 +442,14 @@ fn only_offered(asked: &HashMap<String, Vec<String>>, missing: Vec<Missing>) -> 
 /// Whether a fetched revision is one of those asked for, or (fetched with `latest`) a
 /// descendant of one: its `_revisions` path goes through the asked revision. A source must
 /// not store documents under ids, or revisions, it never announced.
-fn is_requested(doc: &Value, missing: &[Missing]) -> bool {
+fn is_requested(doc: &Value, missing: &HashMap<&str, &Missing>) -> bool {
     let (Some(id), Some(rev)) = (
         doc.get("_id").and_then(Value::as_str),
         doc.get("_rev").and_then(Value::as_str),
     ) else {
         return false;
     };
-    let Some(m) = missing.iter().find(|m| m.id == id) else {
+    let Some(m) = missing.get(id) else {
         return false;
     };
     let path = doc.get("_revisions").and_then(|r| {
@@ -515,8 +516,9 @@ mod tests {
 
     #[test]
     fn a_source_writes_only_what_was_asked() {
-        let want = [missing("a", &["2-b"])];
-        let doc = |v: Value| is_requested(&v, &want);
+        let want = missing("a", &["2-b"]);
+        let by_id: HashMap<&str, &Missing> = [("a", &want)].into();
+        let doc = |v: Value| is_requested(&v, &by_id);
         assert!(doc(serde_json::json!({"_id": "a", "_rev": "2-b"})));
         // `latest`: a descendant whose path goes through the asked revision.
         assert!(doc(
