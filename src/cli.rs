@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::replicator::{self, Env, JobState, Spec};
-use crate::scheduler::docs;
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -169,10 +168,7 @@ pub fn doc_check(path: &std::path::Path) -> Res<bool> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let doc: Value = serde_json::from_str(&text)
         .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
-    let mut problems = Vec::new();
-    if let Err(e) = docs::validate(&doc) {
-        problems.push(e.to_string());
-    }
+    let mut problems = Spec::problems(&doc);
     if doc.get("_rev").is_some() {
         problems.push("`_rev` is set: a new document must not carry one (CouchDB answers conflict); remove it".into());
     }
@@ -462,11 +458,11 @@ pub fn share_create(
     remote: &str,
     selector: &str,
     mode: &str,
+    all: bool,
 ) -> Res {
     let selector: Value =
         serde_json::from_str(selector).map_err(|e| format!("--selector is not valid JSON: {e}"))?;
-    let body =
-        json!({"id": id, "local": local, "remote": remote, "selector": selector, "mode": mode});
+    let body = json!({"id": id, "local": local, "remote": remote, "selector": selector, "mode": mode, "all": all});
     let (s, v) = call(reqwest::Method::POST, server, "/_sharing", Some(&body))?;
     print_or_fail(s, &v)
 }

@@ -114,6 +114,9 @@ enum ShareAction {
         /// read-only (push only) or read-write (both ways).
         #[arg(long, default_value = "read-only")]
         mode: String,
+        /// Share every document: needed when the selector matches any document at all.
+        #[arg(long)]
+        all: bool,
     },
     /// Every share with the state of each direction.
     List,
@@ -177,7 +180,8 @@ fn main() -> ExitCode {
                 remote,
                 selector,
                 mode,
-            } => settee::cli::share_create(&server, &id, &local, &remote, &selector, &mode),
+                all,
+            } => settee::cli::share_create(&server, &id, &local, &remote, &selector, &mode, all),
             ShareAction::List => settee::cli::share_show(&server, None),
             ShareAction::Show { id } => settee::cli::share_show(&server, Some(&id)),
             ShareAction::Stop { id, purge, dry_run } => {

@@ -407,6 +407,22 @@ fn bad_shares_are_refused_and_nothing_is_half_created() {
             400,
             "share id",
         ),
+        // Selectors that look at no content share everything: only with an explicit `all`.
+        (
+            json!({"id": "x", "local": "col", "remote": remote, "selector": {}}),
+            400,
+            "\"all\": true",
+        ),
+        (
+            json!({"id": "x", "local": "col", "remote": remote, "selector": {"_id": {"$gt": null}}}),
+            400,
+            "matches every document",
+        ),
+        (
+            json!({"id": "x", "local": "col", "remote": remote, "selector": {"t": 1}, "all": "yes"}),
+            400,
+            "`all`",
+        ),
     ];
     for (body, status, reason) in cases {
         let (s, v) = r(&a.addr, "POST", "/_sharing", Some(&body));
@@ -427,6 +443,11 @@ fn bad_shares_are_refused_and_nothing_is_half_created() {
         0,
         "no marker document"
     );
+    let everything =
+        json!({"id": "all", "local": "col", "remote": remote, "selector": {}, "all": true});
+    let (s, v) = r(&a.addr, "POST", "/_sharing", Some(&everything));
+    assert_eq!(s, 201, "an explicit `all` shares the whole database: {v}");
+    assert_eq!(r(&a.addr, "DELETE", "/_sharing/all", None).0, 200);
     let ok = json!({"id": "x", "local": "col", "remote": remote, "selector": {"t": 1}, "mode": "read-write"});
     assert_eq!(r(&a.addr, "POST", "/_sharing", Some(&ok)).0, 201);
     let (s, v) = r(&a.addr, "POST", "/_sharing", Some(&ok));

@@ -363,8 +363,12 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
                 },
                 Err(_) => vec![Err(err(r, "bad_request", "Invalid rev format"))],
             },
-            None => match db.get_bytes(&id, None, &opts) {
-                Ok(doc) => vec![Ok(doc)],
+            // No `rev`: every leaf, deleted ones too, as CouchDB's `open_revs=all`.
+            None => match db.open_revs_bytes(&id, None, latest, &opts) {
+                Ok(list) => list
+                    .into_iter()
+                    .map(|x| x.map_err(|missing| err(&missing, "not_found", "missing")))
+                    .collect(),
                 Err(e) => vec![Err(err(
                     "undefined",
                     "not_found",

@@ -3,6 +3,7 @@
 //! per-request retries with exponential backoff.
 //! Errors name the endpoint with its password redacted.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::endpoint::Remote;
 use super::peer::{ChangeRow, ChangesPage, ChangesReq, DbMeta, Missing, PushFilter};
+use super::unmatched::Leaf;
 use super::{Endpoint, ReplError, Spec};
 
 pub struct HttpPeer {
@@ -704,6 +706,117 @@ impl HttpPeer {
             }
         }
         Ok((docs, not_found))
+    }
+
+    /// `_bulk_get` with ids only (CouchDB answers every leaf, as `open_revs=all`); without a
+    /// usable `_bulk_get`, `_all_docs` finds the documents held and `open_revs=all` reads them.
+    pub async fn leaves(&self, ids: Vec<String>) -> Result<HashMap<String, Vec<Leaf>>, ReplError> {
+        let mut out: HashMap<String, Vec<Leaf>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let add = |out: &mut HashMap<String, Vec<Leaf>>, d: &Value| {
+            if let (Some(id), Some(l)) = (d.get("_id").and_then(Value::as_str), Leaf::from_doc(d)) {
+                out.entry(id.to_owned()).or_default().push(l);
+            }
+        };
+        if self.bulk_get_ok.load(Relaxed) {
+            let reqs: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
+            let body = serde_json::to_vec(&json!({"docs": reqs}))
+                .map_err(|e| ReplError::Internal(e.to_string()))?;
+            let r = self
+                .send(
+                    Method::POST,
+                    self.url("_bulk_get?revs=true")?,
+                    Some(body),
+                    Duration::ZERO,
+                )
+                .await?;
+            if r.status.is_success() {
+                let v = self.json_of(&r, "_bulk_get")?;
+                for res in v
+                    .get("results")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    for d in res
+                        .get("docs")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(doc) = d.get("ok") {
+                            add(&mut out, doc);
+                        }
+                    }
+                }
+                return Ok(out);
+            }
+            if !matches!(r.status.as_u16(), 400 | 404 | 405 | 501) {
+                return Err(self.fail(&r, "read leaves (_bulk_get)"));
+            }
+        }
+        let body = serde_json::to_vec(&json!({"keys": ids}))
+            .map_err(|e| ReplError::Internal(e.to_string()))?;
+        let r = self
+            .send(
+                Method::POST,
+                self.url("_all_docs")?,
+                Some(body),
+                Duration::ZERO,
+            )
+            .await?;
+        if !r.status.is_success() {
+            return Err(self.fail(&r, "look documents up (_all_docs)"));
+        }
+        let v = self.json_of(&r, "_all_docs")?;
+        let held: Vec<String> = v
+            .get("rows")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|row| row.get("value").is_some())
+            .filter_map(|row| row.get("id").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        for id in held {
+            let mut url = self.doc_url(&id)?;
+            url.query_pairs_mut()
+                .append_pair("revs", "true")
+                .append_pair("open_revs", "all");
+            let r = self.send(Method::GET, url, None, Duration::ZERO).await?;
+            if r.status == StatusCode::NOT_FOUND {
+                continue;
+            }
+            if !r.status.is_success() {
+                return Err(self.fail(&r, "read leaves (open_revs=all)"));
+            }
+            let v = self.json_of(&r, "open_revs")?;
+            for d in v.as_array().into_iter().flatten() {
+                if let Some(doc) = d.get("ok") {
+                    add(&mut out, doc);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `POST _purge`; an empty request only checks this user may purge (server admins).
+    pub async fn purge(&self, req: Vec<(String, Vec<String>)>) -> Result<(), ReplError> {
+        let body: Map<String, Value> = req.into_iter().map(|(id, r)| (id, json!(r))).collect();
+        let body = serde_json::to_vec(&body).map_err(|e| ReplError::Internal(e.to_string()))?;
+        let r = self
+            .send(
+                Method::POST,
+                self.url("_purge")?,
+                Some(body),
+                Duration::ZERO,
+            )
+            .await?;
+        if !r.status.is_success() {
+            return Err(self.fail(&r, "purge documents (_purge; `unmatched: \"purge\"` needs server admin credentials on the target)"));
+        }
+        Ok(())
     }
 
     pub async fn write(&self, docs: Vec<Value>) -> Result<Vec<Value>, ReplError> {

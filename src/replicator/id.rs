@@ -2,12 +2,14 @@
 //! defined twice shares its checkpoints and any change to what is replicated starts afresh.
 //!
 //! The inputs are those of CouchDB's version-4 id (this server's uuid, both endpoints without
-//! passwords, the canonical filter, `winning_revs_only`, `since_seq`); the bytes hashed are
+//! passwords, the canonical filter, `winning_revs_only`, `since_seq`) plus settee's `fields`
+//! and `unmatched` when given (so ids of replications without them are unchanged); the bytes hashed are
 //! settee's own (canonical JSON, not Erlang's term format), tagged with [`VERSION`].
 
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 
+use super::unmatched::Unmatched;
 use super::{Filter, Spec};
 
 /// Bumped whenever the hashed inputs change, so old checkpoints are never misread.
@@ -39,6 +41,13 @@ pub fn replication_id(spec: &Spec, server_uuid: &str) -> RepId {
     }
     if let Some(s) = &spec.since_seq {
         inputs.push(json!({"since_seq": s}));
+    }
+    // settee's own options change what crosses, so they define the replication too.
+    if let Some(f) = &spec.fields {
+        inputs.push(json!({"fields": f.canonical()}));
+    }
+    if spec.unmatched != Unmatched::Keep {
+        inputs.push(json!({"unmatched": spec.unmatched.as_str()}));
     }
     let mut bytes = Vec::new();
     crate::store::rev::write_canonical(&Value::Array(inputs), &mut bytes);
@@ -79,6 +88,15 @@ mod tests {
         );
         assert_eq!(d.base, a.base);
         assert_eq!(d.full, format!("{}+continuous+create_target", a.base));
+        let f = id(
+            json!({"source": "http://u:p1@h/a", "target": "b", "selector": {"x": 1, "y": 2}, "fields": ["t"]}),
+        );
+        assert_ne!(f.base, a.base, "a field list is part of the definition");
+        let g = id(
+            json!({"source": "http://u:p1@h/a", "target": "b", "selector": {"x": 1, "y": 2}, "unmatched": "delete"}),
+        );
+        assert_ne!(g.base, a.base);
+        assert_ne!(g.base, f.base);
         let e = id(json!({"source": "http://u:p1@h/a", "target": "b", "doc_ids": ["x"]}));
         assert_ne!(e.base, a.base);
         assert_ne!(

@@ -22,7 +22,9 @@ use tokio::task::JoinSet;
 use super::checkpoint::{self, Session};
 use super::id::{replication_id, RepId};
 use super::peer::{ChangeRow, ChangesReq, DbMeta, Missing, Peer, PushFilter};
+use super::project::{same_content, Fields};
 use super::stats::{Counts, JobState, Stats};
+use super::unmatched::{self, Action, Gone, Unmatched};
 use super::{Filter, ReplError, Spec};
 use crate::store::Store;
 
@@ -50,6 +52,8 @@ pub struct Outcome {
 struct Batch {
     no: u64,
     rows: Vec<ChangeRow>,
+    /// Changes whose winning revision does not match (`unmatched` other than `keep`).
+    gone: Vec<Gone>,
     last_seq: Value,
 }
 
@@ -57,6 +61,8 @@ struct Shared {
     source: Peer,
     target: Peer,
     state: Arc<JobState>,
+    fields: Option<Arc<Fields>>,
+    unmatched: Unmatched,
 }
 
 /// Runs a replication until it is done (one-shot), cancelled (`cancel` turns `true`) or fails.
@@ -74,6 +80,10 @@ pub async fn run(
     let setup = async {
         let (source, smeta) = Peer::open(&spec.source, env, spec, false).await?;
         let (target, tmeta) = Peer::open(&spec.target, env, spec, spec.create_target).await?;
+        if spec.unmatched == Unmatched::Purge {
+            // Found now, not at the first document that stops matching.
+            target.purge(Vec::new()).await?;
+        }
         let logs = if spec.use_checkpoints {
             tokio::try_join!(
                 source.get_local(&rep_id.base),
@@ -104,7 +114,9 @@ pub async fn run(
     let filtered_by = match spec.filter {
         Filter::All => None,
         Filter::DocIds(_) => Some("source"),
-        Filter::Selector(_) if source.filters_selector() => Some("source"),
+        Filter::Selector(_) if source.filters_selector() && spec.unmatched == Unmatched::Keep => {
+            Some("source")
+        }
         Filter::Selector(_) => Some("settee"),
     };
     state.update(|p| {
@@ -117,6 +129,8 @@ pub async fn run(
         source,
         target,
         state: state.clone(),
+        fields: spec.fields.clone(),
+        unmatched: spec.unmatched,
     });
     let mut job = Job {
         spec,
@@ -290,10 +304,19 @@ async fn read_changes(
     mut since: Value,
     tx: mpsc::Sender<Batch>,
 ) -> Result<Option<u64>, ReplError> {
+    // With `unmatched`, the reader must see the changes the selector hides: it reads every
+    // change with its winning body and sorts them here.
+    let watch_unmatched = spec.unmatched != Unmatched::Keep;
     let mut local_selector = match &spec.filter {
-        Filter::Selector(s) if !shared.source.filters_selector() => Some(s.clone()),
+        Filter::Selector(s) if watch_unmatched || !shared.source.filters_selector() => {
+            Some(s.clone())
+        }
         _ => None,
     };
+    let rules = spec
+        .fields
+        .as_ref()
+        .filter(|f| f.per_kind() && watch_unmatched);
     let wait = spec
         .continuous
         .then(|| (spec.connection_timeout / 3).max(Duration::from_secs(1)));
@@ -314,7 +337,7 @@ async fn read_changes(
             wait,
             winning_only: spec.winning_revs_only,
             filter,
-            include_docs: local_selector.is_some(),
+            include_docs: local_selector.is_some() || rules.is_some(),
         };
         let page = match shared.source.changes(&req).await {
             Err(e)
@@ -333,8 +356,29 @@ async fn read_changes(
         };
         let raw = page.rows.len();
         let mut rows = page.rows;
-        if let Some(sel) = &local_selector {
-            rows.retain(|r| r.doc.as_ref().is_some_and(|d| sel.matches(d)));
+        let mut gone = Vec::new();
+        if local_selector.is_some() || rules.is_some() {
+            let matches = |d: &Value| {
+                local_selector.as_ref().is_none_or(|s| s.matches(d))
+                    && rules.is_none_or(|f| f.rule_for(d).is_some())
+            };
+            let (kept, dropped): (Vec<ChangeRow>, Vec<ChangeRow>) = rows
+                .into_iter()
+                .partition(|r| r.doc.as_ref().is_some_and(matches));
+            rows = kept;
+            if watch_unmatched {
+                gone = dropped
+                    .into_iter()
+                    .map(|r| Gone {
+                        plain_tombstone: r.deleted
+                            && r.doc.as_ref().is_none_or(|d| {
+                                d.as_object()
+                                    .is_none_or(|o| o.keys().all(|k| k.starts_with('_')))
+                            }),
+                        id: r.id,
+                    })
+                    .collect();
+            }
             for r in &mut rows {
                 r.doc = None;
             }
@@ -348,6 +392,7 @@ async fn read_changes(
             .send(Batch {
                 no,
                 rows,
+                gone,
                 last_seq: page.last_seq,
             })
             .await
@@ -376,6 +421,9 @@ async fn work(
         if !batch.rows.is_empty() {
             replicate_batch(&shared, batch.rows).await?;
         }
+        if !batch.gone.is_empty() {
+            remove_unmatched(&shared, batch.gone).await?;
+        }
         if done.send((batch.no, batch.last_seq)).await.is_err() {
             return Ok(None);
         }
@@ -392,6 +440,9 @@ async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), Re
         .filter(|r| !r.id.starts_with(crate::store::doc::LOCAL_PREFIX))
         .map(|r| (r.id, r.revs))
         .collect();
+    if let Some(fields) = &shared.fields {
+        return replicate_projected(shared, fields, req).await;
+    }
     let asked: HashMap<String, Vec<String>> = req.iter().cloned().collect();
     let missing = only_offered(&asked, shared.target.revs_diff(req).await?);
     let found: usize = missing.iter().map(|m| m.missing.len()).sum();
@@ -411,6 +462,15 @@ async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), Re
         tracing::warn!(source = %shared.source.name(), %id, %rev, "the source sent a revision that was not asked for; not written");
     }
     Stats::add(&stats.doc_write_failures, foreign.len() as u64);
+    write_target(shared, docs).await
+}
+
+/// Writes replicated revisions to the target and counts what was written and refused.
+async fn write_target(shared: &Shared, docs: Vec<Value>) -> Result<(), ReplError> {
+    if docs.is_empty() {
+        return Ok(());
+    }
+    let stats = &shared.state.stats;
     let n = docs.len() as u64;
     let errors = shared.target.write(docs).await?;
     for e in &errors {
@@ -422,6 +482,181 @@ async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), Re
     }
     Stats::add(&stats.doc_write_failures, errors.len() as u64);
     Stats::add(&stats.docs_written, n.saturating_sub(errors.len() as u64));
+    Ok(())
+}
+
+/// A batch under a field whitelist: the target is asked about the mapped revisions, the
+/// missing ones are fetched from the source, projected and written under their mapped ids,
+/// except where the projection equals the copy the target already holds on that branch (an
+/// edit of unlisted fields writes nothing).
+async fn replicate_projected(
+    shared: &Shared,
+    fields: &Fields,
+    req: Vec<(String, Vec<String>)>,
+) -> Result<(), ReplError> {
+    let stats = &shared.state.stats;
+    let mut source_of: HashMap<(String, String), String> = HashMap::new();
+    let mapped: Vec<(String, Vec<String>)> = req
+        .into_iter()
+        .map(|(id, revs)| {
+            let m = revs
+                .into_iter()
+                .filter_map(|r| {
+                    let m = fields.map_rev(&r)?;
+                    source_of.insert((id.clone(), m.clone()), r);
+                    Some(m)
+                })
+                .collect();
+            (id, m)
+        })
+        .collect();
+    let asked: HashMap<String, Vec<String>> = mapped.iter().cloned().collect();
+    let missing = only_offered(&asked, shared.target.revs_diff(mapped).await?);
+    let found: usize = missing.iter().map(|m| m.missing.len()).sum();
+    Stats::add(&stats.missing_revisions_found, found as u64);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // Ask the source for its own revisions; attachments come whole when a rule sends them
+    // (the target cannot resolve a stub of a revision it never saw), else as stubs.
+    let wanted: Vec<Missing> = missing
+        .iter()
+        .map(|m| {
+            let revs: Vec<String> = m
+                .missing
+                .iter()
+                .filter_map(|r| source_of.get(&(m.id.clone(), r.clone())).cloned())
+                .collect();
+            Missing {
+                id: m.id.clone(),
+                possible_ancestors: if fields.wants_attachments() {
+                    Vec::new()
+                } else {
+                    revs.clone()
+                },
+                missing: revs,
+            }
+        })
+        .collect();
+    let (docs, _not_found) = shared.source.fetch(&wanted).await?;
+    Stats::add(&stats.docs_read, docs.len() as u64);
+    Stats::add(&stats.bulk_get_attempts, 1);
+    Stats::add(&stats.bulk_get_docs, docs.len() as u64);
+    let by_id: HashMap<&str, &Missing> = wanted.iter().map(|m| (m.id.as_str(), m)).collect();
+    let ancestors: HashMap<&str, &Vec<String>> = missing
+        .iter()
+        .map(|m| (m.id.as_str(), &m.possible_ancestors))
+        .collect();
+    let mut projected = Vec::new();
+    // (id, target revision to compare with, index into `projected`)
+    let mut compare: Vec<(String, String, usize)> = Vec::new();
+    for d in docs {
+        if !is_requested(&d, &by_id) {
+            Stats::add(&stats.doc_write_failures, 1);
+            continue;
+        }
+        let Some(p) = fields.project(&d) else {
+            continue;
+        };
+        let id = p["_id"].as_str().unwrap_or_default().to_owned();
+        // The target's copy on this document's branch: a possible ancestor that is one of
+        // the mapped ids of the projection's history.
+        let on_path = ancestors.get(id.as_str()).and_then(|anc| {
+            let start = p["_revisions"]["start"].as_u64()?;
+            let ids = p["_revisions"]["ids"].as_array()?;
+            anc.iter()
+                .find(|a| {
+                    a.split_once('-').is_some_and(|(pos, h)| {
+                        pos.parse::<u64>()
+                            .ok()
+                            .and_then(|pos| start.checked_sub(pos))
+                            .and_then(|i| ids.get(i as usize))
+                            == Some(&json!(h))
+                    })
+                })
+                .cloned()
+        });
+        if let Some(rev) = on_path {
+            compare.push((id, rev, projected.len()));
+        }
+        projected.push(Some(p));
+    }
+    if !compare.is_empty() {
+        let ask: Vec<Missing> = compare
+            .iter()
+            .map(|(id, rev, _)| Missing {
+                id: id.clone(),
+                missing: vec![rev.clone()],
+                possible_ancestors: vec![rev.clone()],
+            })
+            .collect();
+        let (current, _) = shared.target.fetch(&ask).await?;
+        for (id, rev, i) in &compare {
+            let held = current.iter().find(|c| {
+                c.get("_id").and_then(Value::as_str) == Some(id.as_str())
+                    && c.get("_rev").and_then(Value::as_str) == Some(rev.as_str())
+            });
+            if let (Some(held), Some(Some(p))) = (held, projected.get(*i)) {
+                if same_content(p, held) {
+                    projected[*i] = None;
+                }
+            }
+        }
+    }
+    write_target(shared, projected.into_iter().flatten().collect()).await
+}
+
+/// Documents whose winning revision stopped matching: their target copies that came from
+/// this source are deleted or purged ([`unmatched::decide`]).
+async fn remove_unmatched(shared: &Shared, gone: Vec<Gone>) -> Result<(), ReplError> {
+    let ids: Vec<String> = gone
+        .iter()
+        .filter(|g| !g.id.starts_with(crate::store::doc::LOCAL_PREFIX))
+        .map(|g| g.id.clone())
+        .collect();
+    let held = shared.target.leaves(ids).await?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    let sources = shared.source.leaves(held.keys().cloned().collect()).await?;
+    let mut writes = Vec::new();
+    let mut sends = Vec::new();
+    let mut purges = Vec::new();
+    let mut kept = Vec::new();
+    for g in &gone {
+        let (Some(t), Some(s)) = (held.get(&g.id), sources.get(&g.id)) else {
+            continue;
+        };
+        for a in unmatched::decide(shared.unmatched, shared.fields.is_some(), g, s, t) {
+            match a {
+                Action::Write(d) => writes.push(d),
+                Action::Send { id, rev } => sends.push(Missing {
+                    id,
+                    missing: vec![rev],
+                    possible_ancestors: Vec::new(),
+                }),
+                Action::Purge { id, revs } => purges.push((id, revs)),
+                Action::Kept { id } => kept.push(id),
+            }
+        }
+    }
+    if !sends.is_empty() {
+        let by_id: HashMap<&str, &Missing> = sends.iter().map(|m| (m.id.as_str(), m)).collect();
+        let (docs, _) = shared.source.fetch(&sends).await?;
+        writes.extend(
+            docs.into_iter()
+                .filter(|d| is_requested(d, &by_id) && d.get("_deleted") == Some(&json!(true))),
+        );
+    }
+    let removed = (writes.len() + purges.len()) as u64;
+    write_target(shared, writes).await?;
+    if !purges.is_empty() {
+        shared.target.purge(purges).await?;
+    }
+    Stats::add(&shared.state.stats.docs_removed, removed);
+    if !kept.is_empty() {
+        shared.state.update(|p| p.note_kept(kept));
+    }
     Ok(())
 }
 

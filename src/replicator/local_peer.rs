@@ -1,12 +1,13 @@
 //! A database of this server's own store as a replication endpoint: no HTTP, no JSON
 //! round-trips for the feed, the same filter code as `_changes`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::peer::{local_seq, ChangeRow, ChangesPage, ChangesReq, DbMeta, Missing, PushFilter};
+use super::unmatched::Leaf;
 use super::{Env, ReplError};
 use crate::feed::FeedFilter;
 use crate::store::{AttMode, Database, ReadOpts, Rev, Store, StoreError};
@@ -183,6 +184,44 @@ impl LocalPeer {
                 }
             }
             Ok((docs, not_found))
+        })
+        .await
+    }
+
+    pub async fn leaves(&self, ids: Vec<String>) -> Result<HashMap<String, Vec<Leaf>>, ReplError> {
+        let db = self.db()?;
+        blocking(move || {
+            let opts = ReadOpts {
+                revs: true,
+                ..Default::default()
+            };
+            let mut out = HashMap::new();
+            for id in ids {
+                match db.open_revs(&id, None, false, &opts) {
+                    Ok(list) => {
+                        let leaves = list
+                            .iter()
+                            .filter_map(|d| d.as_ref().ok().and_then(Leaf::from_doc))
+                            .collect();
+                        out.insert(id, leaves);
+                    }
+                    Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn purge(&self, req: Vec<(String, Vec<String>)>) -> Result<(), ReplError> {
+        if req.is_empty() {
+            return Ok(());
+        }
+        let db = self.db()?;
+        blocking(move || {
+            db.purge(req.into_iter().map(|(id, r)| (id, revs(&r))).collect())?;
+            Ok(())
         })
         .await
     }

@@ -13,8 +13,10 @@ pub mod id;
 pub mod job;
 pub mod local_peer;
 pub mod peer;
+pub mod project;
 pub mod spec;
 pub mod stats;
+pub mod unmatched;
 
 pub use endpoint::Endpoint;
 pub use job::{run, Env, Outcome};

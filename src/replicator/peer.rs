@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::http_peer::HttpPeer;
 use super::local_peer::LocalPeer;
+use super::unmatched::Leaf;
 use super::{Endpoint, Env, ReplError, Spec};
 use crate::mango::Selector;
 
@@ -178,6 +179,27 @@ impl Peer {
         match self {
             Peer::Local(p) => p.fetch(missing).await,
             Peer::Http(p) => p.fetch(missing).await,
+        }
+    }
+
+    /// Every leaf of each document held here (deleted ones too), with its revision path.
+    /// Documents not held are absent from the answer.
+    pub async fn leaves(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<std::collections::HashMap<String, Vec<Leaf>>, ReplError> {
+        match self {
+            Peer::Local(p) => p.leaves(ids).await,
+            Peer::Http(p) => p.leaves(ids).await,
+        }
+    }
+
+    /// Purges leaf revisions; an empty request checks that purging is allowed (CouchDB
+    /// lets only server admins purge).
+    pub async fn purge(&self, req: Vec<(String, Vec<String>)>) -> Result<(), ReplError> {
+        match self {
+            Peer::Local(p) => p.purge(req).await,
+            Peer::Http(p) => p.purge(req).await,
         }
     }
 

@@ -16,6 +16,8 @@ pub struct Stats {
     pub doc_write_failures: AtomicU64,
     pub bulk_get_docs: AtomicU64,
     pub bulk_get_attempts: AtomicU64,
+    /// Target copies deleted or purged because their document stopped matching (settee).
+    pub docs_removed: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -28,6 +30,7 @@ pub struct Counts {
     pub doc_write_failures: u64,
     pub bulk_get_docs: u64,
     pub bulk_get_attempts: u64,
+    pub docs_removed: u64,
 }
 
 impl Stats {
@@ -44,6 +47,7 @@ impl Stats {
             doc_write_failures: self.doc_write_failures.load(Relaxed),
             bulk_get_docs: self.bulk_get_docs.load(Relaxed),
             bulk_get_attempts: self.bulk_get_attempts.load(Relaxed),
+            docs_removed: self.docs_removed.load(Relaxed),
         }
     }
 }
@@ -59,11 +63,14 @@ impl Counts {
             doc_write_failures: self.doc_write_failures - before.doc_write_failures,
             bulk_get_docs: self.bulk_get_docs - before.bulk_get_docs,
             bulk_get_attempts: self.bulk_get_attempts - before.bulk_get_attempts,
+            docs_removed: self.docs_removed - before.docs_removed,
         }
     }
 
+    /// CouchDB's counters, plus settee's `docs_removed` once something was removed (so the
+    /// shape of replications without `unmatched` stays CouchDB's).
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "revisions_checked": self.revisions_checked,
             "missing_revisions_found": self.missing_revisions_found,
             "docs_read": self.docs_read,
@@ -71,7 +78,11 @@ impl Counts {
             "doc_write_failures": self.doc_write_failures,
             "bulk_get_docs": self.bulk_get_docs,
             "bulk_get_attempts": self.bulk_get_attempts,
-        })
+        });
+        if self.docs_removed > 0 {
+            v["docs_removed"] = json!(self.docs_removed);
+        }
+        v
     }
 }
 
@@ -87,6 +98,22 @@ pub struct Progress {
     /// Which side applies the filter: `"source"` (pushed into `_changes`) or `"settee"`.
     pub filtered_by: Option<&'static str>,
     pub replication_id: Option<String>,
+    /// Documents that stopped matching but stayed on the target because another source
+    /// wrote them (the newest few).
+    pub kept: Vec<String>,
+}
+
+impl Progress {
+    const KEPT: usize = 20;
+
+    pub fn note_kept(&mut self, ids: Vec<String>) {
+        for id in ids {
+            self.kept.retain(|k| *k != id);
+            self.kept.push(id);
+        }
+        let extra = self.kept.len().saturating_sub(Self::KEPT);
+        self.kept.drain(..extra);
+    }
 }
 
 /// Counters plus progress, owned by whoever runs the job and read by status endpoints. It
@@ -118,6 +145,9 @@ impl JobState {
         v["through_seq"] = p.through_seq;
         if let Some(f) = p.filtered_by {
             v["filtered_by"] = json!(f);
+        }
+        if !p.kept.is_empty() {
+            v["kept"] = json!(p.kept);
         }
         v
     }

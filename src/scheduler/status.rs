@@ -43,6 +43,7 @@ pub fn job_json(j: &Job) -> Value {
         "node": NODE,
         "start_time": iso8601(j.added),
         "state": j.state_name(),
+        "settee": j.spec.settee_options(),
     })
 }
 
@@ -85,6 +86,9 @@ pub fn doc_json(st: &State, d: &DocEntry) -> Value {
                         Phase::Crashing { reason, .. } => json!({"error": reason}),
                         _ => j.state.info_json(),
                     };
+                    if let Some(o) = j.spec.settee_options() {
+                        v["settee"] = o;
+                    }
                 }
                 None => v["state"] = json!("initializing"),
             }

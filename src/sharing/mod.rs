@@ -195,8 +195,25 @@ impl Sharing {
             Some(s) if !s.is_object() => return Err(ShareError::BadRequest("`selector` must be a JSON object (a Mango selector)".into())),
             Some(s) => s.clone(),
         };
-        Selector::parse(&selector)
+        let parsed = Selector::parse(&selector)
             .map_err(|e| ShareError::BadRequest(format!("`selector` is invalid: {e}")))?;
+        let all = match o.get("all") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                return Err(ShareError::BadRequest(format!(
+                    "`all` must be true or false, not {v}"
+                )))
+            }
+        };
+        // A selector that a document with nothing but an `_id` satisfies does not look at
+        // content at all (`{}`, `{"_id": {"$gt": null}}`): it would share every document,
+        // user records with their password hashes included. Only an explicit `all` does that.
+        if !all && parsed.matches(&json!({"_id": "any"})) {
+            return Err(ShareError::BadRequest(
+                "`selector` matches every document (even one with nothing but an `_id`): a share of the whole database needs \"all\": true (settee share create --all); otherwise name what to share, e.g. {\"type\": {\"$in\": [\"collection\", \"item\"]}}".into(),
+            ));
+        }
         let probe = Spec::parse(&json!({"source": remote, "target": local}))
             .map_err(|e| ShareError::BadRequest(e.to_string()))?;
         if !matches!(probe.source, crate::replicator::Endpoint::Remote(_)) {
@@ -222,6 +239,7 @@ impl Sharing {
             "mode": mode.as_str(),
             "local": local,
             "selector": selector,
+            "all": all,
             "marker": marker,
             "local_uuid": local_uuid,
             "remote_uuid": remote_uuid,
@@ -306,9 +324,13 @@ impl Sharing {
                 .cloned()
                 .unwrap_or_else(|| meta["selector"].clone()),
         );
+        merged.insert(
+            "all".into(),
+            o.get("all").cloned().unwrap_or_else(|| meta["all"].clone()),
+        );
         let mode = Mode::parse(o.get("mode").or(meta.get("mode")))?;
         for k in o.keys() {
-            if !["selector", "mode", "id"].contains(&k.as_str()) {
+            if !["selector", "mode", "id", "all"].contains(&k.as_str()) {
                 return Err(ShareError::BadRequest(format!(
                     "`{k}` cannot be changed; stop the share and create a new one"
                 )));

@@ -289,3 +289,20 @@ pub fn admin_basic() -> String {
         base64::engine::general_purpose::STANDARD.encode(ADMIN)
     )
 }
+
+/// A JSON request as [`ADMIN`].
+pub fn areq(s: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let (st, _, b) = raw(
+        &s.addr,
+        method,
+        path,
+        &[("Authorization", &admin_basic())],
+        body.map(|b| b.to_string().into_bytes()),
+    );
+    (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+/// The URL of database `db` on `s`, with [`ADMIN`]'s credentials in it.
+pub fn admin_url(s: &Server, db: &str) -> String {
+    format!("http://{ADMIN}@{}/{db}", s.addr)
+}
