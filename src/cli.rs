@@ -30,6 +30,13 @@ pub struct ReplicateArgs {
     /// Start from this source sequence when there is no checkpoint.
     #[arg(long)]
     pub since: Option<String>,
+    /// Send only these fields: comma-separated paths (`title,data.summary`), or JSON (a list
+    /// of paths, or of {"selector", "fields"} rules).
+    #[arg(long)]
+    pub fields: Option<String>,
+    /// What happens on the target to documents that stop matching: keep, delete or purge.
+    #[arg(long)]
+    pub unmatched: Option<String>,
     /// Data directory, for local database names (the store must not be in use).
     #[arg(long, env = "SETTEE_DATA")]
     pub data: Option<std::path::PathBuf>,
@@ -60,6 +67,20 @@ pub fn replicate_body(a: &ReplicateArgs) -> Res<Value> {
     }
     if let Some(s) = &a.since {
         body["since_seq"] = json!(s);
+    }
+    if let Some(f) = &a.fields {
+        body["fields"] = if f.trim_start().starts_with('[') {
+            serde_json::from_str(f).map_err(|e| format!("--fields is not valid JSON: {e}"))?
+        } else {
+            json!(f
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>())
+        };
+    }
+    if let Some(u) = &a.unmatched {
+        body["unmatched"] = json!(u);
     }
     Ok(body)
 }

@@ -311,17 +311,32 @@ fn stop_with_purge_leaves_the_peer_untouched_and_a_new_share_brings_them_back() 
             .any(|id| id.starts_with("theirs") && *id != "theirs0"),
         "no deletion shows in _changes: {ids:?}"
     );
-    assert!(
-        !ch.to_string().contains("db_sharing-"),
-        "the marker went without a tombstone"
-    );
+    // The marker is deleted, and the deletion reached the peer before the share stopped,
+    // so the peer's application no longer shows the data as shared.
+    let marker = out["marker"].as_str().unwrap().to_owned();
+    let row = ch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == marker.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(row["deleted"], true, "the marker is deleted here: {ch}");
+    assert_eq!(out["marker_deleted_on_peer"], true, "{out}");
     let (_, repl) = r(&a.addr, "GET", "/_replicator/_all_docs", None);
     assert_eq!(repl["rows"], json!([]), "replication documents removed");
     std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut peer_now = trees(&b.addr, "col");
+    let peer_marker = peer_now.remove(&marker).unwrap_or_default();
+    assert!(
+        peer_marker.len() == 1 && peer_marker[0]["_deleted"] == true,
+        "the peer's marker is deleted: {peer_marker:?}"
+    );
+    let mut peer_before = peer_before;
+    peer_before.remove(&marker);
     assert_eq!(
-        trees(&b.addr, "col"),
-        peer_before,
-        "the peer still has every document, none deleted"
+        peer_now, peer_before,
+        "the peer still has every other document, none deleted"
     );
 
     // Re-creating the share brings them back intact.
@@ -423,6 +438,21 @@ fn bad_shares_are_refused_and_nothing_is_half_created() {
             400,
             "`all`",
         ),
+        (
+            json!({"id": "x", "local": "col", "remote": remote, "selector": {"t": 1}, "mode": "read-write", "fields": ["t"]}),
+            400,
+            "read-write share cannot have `fields`",
+        ),
+        (
+            json!({"id": "x", "local": "col", "remote": remote, "selector": {"t": 1}, "fields": "t"}),
+            400,
+            "`fields` must be an array",
+        ),
+        (
+            json!({"id": "x", "local": "col", "remote": remote, "selector": {"t": 1}, "mode": "read-write", "local_uuid": "a--b"}),
+            400,
+            "`local_uuid`",
+        ),
     ];
     for (body, status, reason) in cases {
         let (s, v) = r(&a.addr, "POST", "/_sharing", Some(&body));
@@ -478,4 +508,60 @@ fn bad_shares_are_refused_and_nothing_is_half_created() {
         "read-only keeps only the push"
     );
     assert_eq!(r(&a.addr, "GET", "/_sharing", None).1["total_rows"], 1);
+}
+
+#[test]
+fn a_share_names_the_applications_uuids_and_can_limit_fields() {
+    let a = common::start_admin();
+    let b = common::start_admin();
+    r(&a.addr, "PUT", "/col", None);
+    r(&b.addr, "PUT", "/col", None);
+    put(
+        &a.addr,
+        "col",
+        "i1",
+        json!({"type": "item", "title": "T", "notes": "private"}),
+    );
+    let remote = format!("http://{A}@{}/col", b.addr);
+    let body = json!({"id": "rw", "local": "col", "remote": remote, "mode": "read-write",
+        "selector": {"type": "item"}, "local_uuid": "cfg-mine", "remote_uuid": "cfg-theirs"});
+    let (s, v) = r(&a.addr, "POST", "/_sharing", Some(&body));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["marker"], "db_sharing-cfg-mine--cfg-theirs");
+    assert!(wait_for(30, || exists(
+        &b.addr,
+        "col",
+        "db_sharing-cfg-mine--cfg-theirs"
+    )
+    .then_some(()))
+    .is_some());
+    assert_eq!(r(&a.addr, "DELETE", "/_sharing/rw", None).0, 200);
+
+    // A read-only share with a field list: only the listed fields cross.
+    let body = json!({"id": "ro", "local": "col", "remote": remote, "selector": {"type": "item"},
+        "fields": ["type", "title"]});
+    let (s, v) = r(&a.addr, "POST", "/_sharing", Some(&body));
+    assert_eq!(s, 201, "{v}");
+    put(
+        &a.addr,
+        "col",
+        "i2",
+        json!({"type": "item", "title": "T2", "notes": "private"}),
+    );
+    let got = wait_for(30, || {
+        let (s, d) = r(&b.addr, "GET", "/col/i2", None);
+        (s == 200).then_some(d)
+    })
+    .unwrap();
+    assert_eq!(got["title"], "T2");
+    assert!(got.get("notes").is_none(), "{got}");
+    // i1 crossed whole through the read-write share: the projection replaces that copy.
+    let i1 = wait_for(30, || {
+        let (_, d) = r(&b.addr, "GET", "/col/i1", None);
+        d.get("notes").is_none().then_some(d)
+    });
+    assert!(
+        i1.is_some_and(|d| d["title"] == "T"),
+        "the whole copy was replaced"
+    );
 }

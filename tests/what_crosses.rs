@@ -119,6 +119,27 @@ fn a_field_list_sends_only_its_fields_as_mapped_revisions() {
         !all.contains("Secret") && !all.contains("witness_name") && !all.contains("private notes"),
         "an unlisted field reached the target: {all}"
     );
+
+    // A path removed from the list disappears from the target's current copy.
+    put(
+        &a,
+        "src",
+        json!({"_id": "e2", "title": "Fire", "data": {"summary": "S2"}}),
+    );
+    let narrower = json!({"source": "src", "target": admin_url(&b, "dst"), "fields": ["title"]});
+    one_shot(&a, narrower.clone());
+    let (_, e2) = get(&b, "dst", "e2");
+    assert_eq!(e2["title"], "Fire");
+    assert!(e2.get("data").is_none(), "{e2}");
+    let (_, s1) = get(&b, "dst", "sentinel");
+    assert_eq!(s1["title"], "after");
+    let seq = update_seq(&b, "dst");
+    one_shot(&a, narrower);
+    assert_eq!(
+        update_seq(&b, "dst"),
+        seq,
+        "and a second run writes nothing"
+    );
 }
 
 #[test]
@@ -400,4 +421,34 @@ fn doc_check_reports_every_problem() {
     assert!(!out.status.success());
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 4, "{text}");
+}
+
+#[test]
+fn a_field_list_in_both_directions_is_refused_on_one_server() {
+    let s = common::start_admin();
+    areq(&s, "PUT", "/_replicator", None);
+    put(
+        &s,
+        "_replicator",
+        json!({"_id": "out", "source": "col", "target": "http://peer.example/col", "fields": ["a"]}),
+    );
+    let (st, v) = areq(
+        &s,
+        "PUT",
+        "/_replicator/back",
+        Some(&json!({"source": "http://u:p@peer.example/col", "target": "col"})),
+    );
+    assert_eq!(st, 403, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("`out`"), "{v}");
+    // The same pair without a field list is CouchDB's two-way sync: allowed.
+    put(
+        &s,
+        "_replicator",
+        json!({"_id": "out2", "source": "col2", "target": "http://peer.example/col2"}),
+    );
+    put(
+        &s,
+        "_replicator",
+        json!({"_id": "back2", "source": "http://peer.example/col2", "target": "col2"}),
+    );
 }

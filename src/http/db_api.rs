@@ -203,6 +203,60 @@ fn positive_int_body(req: &Req) -> Result<u64, ApiError> {
     }
 }
 
+/// A replication with a `fields` list and one in the opposite direction between the same
+/// databases (in this request or already in `_replicator`) would send projections back as
+/// conflicts: refused (403), naming the other document. Existing documents are read only when
+/// a field list is involved.
+fn refuse_field_loops(
+    ctx: &Ctx,
+    new: &[(String, crate::replicator::Spec)],
+) -> Result<(), ApiError> {
+    use crate::scheduler::docs::{fields_loop, has_fields, REPLICATOR_DB};
+    let any_new = new.iter().any(|(_, s)| s.fields.is_some());
+    let Ok(rdb) = ctx.store.db(REPLICATOR_DB) else {
+        return Ok(());
+    };
+    let mut existing = Vec::new();
+    for item in rdb.docs_from("", false) {
+        let (id, rec) = item?;
+        if rec.tree.is_deleted() || id.starts_with("_design/") || new.iter().any(|(n, _)| *n == id)
+        {
+            continue;
+        }
+        // Without a field list in the request only documents with one matter: a look at the
+        // stored bytes skips the rest without parsing them (a bulk write of many documents
+        // would otherwise parse the whole database once per document).
+        if !any_new {
+            let body = rec
+                .tree
+                .winner()
+                .and_then(|w| rdb.leaf_body(&id, &rec, w).ok());
+            if body.is_none_or(|b| memchr::memmem::find(b, b"\"fields\"").is_none()) {
+                continue;
+            }
+        }
+        let Ok(doc) = rdb.get(&id, None, &ReadOpts::default()) else {
+            continue;
+        };
+        if !any_new && !has_fields(&doc) {
+            continue;
+        }
+        if let Ok(spec) = crate::scheduler::docs::validate(&doc) {
+            existing.push((id, spec));
+        }
+    }
+    for (i, (_, spec)) in new.iter().enumerate() {
+        let others = existing
+            .iter()
+            .chain(new.iter().skip(i + 1))
+            .map(|(id, s)| (id.as_str(), s));
+        if let Some(reason) = fields_loop(spec, others) {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason));
+        }
+    }
+    Ok(())
+}
+
 /// Write-path rules that depend on who writes: passwords in `_users` are hashed, members may
 /// not write design documents, and a user editing their own user doc may not change its roles.
 pub fn prepare_writes(
@@ -215,13 +269,17 @@ pub fn prepare_writes(
     super::auth::check_bulk_design(ctx, &req.user, db, docs)?;
     if db == crate::scheduler::docs::REPLICATOR_DB && new_edits {
         // CouchDB 3.3+'s before-doc-update hook: an invalid replication is refused at once.
+        let mut specs = Vec::new();
         for d in docs.iter() {
             if crate::scheduler::docs::needs_validation(d) {
-                crate::scheduler::docs::validate(d).map_err(|e| {
+                let spec = crate::scheduler::docs::validate(d).map_err(|e| {
                     ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
                 })?;
+                let id = d.get("_id").and_then(Value::as_str).unwrap_or_default();
+                specs.push((id.to_owned(), spec));
             }
         }
+        refuse_field_loops(ctx, &specs)?;
     }
     if db == super::auth::USERS_DB && new_edits {
         for d in docs.iter_mut() {

@@ -176,6 +176,20 @@ impl Endpoint {
         }
     }
 
+    /// Whether both name the same database, whoever connects to it: local names, or the
+    /// same host, port and path (credentials, headers and a trailing slash aside).
+    pub fn same_database(&self, other: &Endpoint) -> bool {
+        match (self, other) {
+            (Endpoint::Local(a), Endpoint::Local(b)) => a == b,
+            (Endpoint::Remote(a), Endpoint::Remote(b)) => {
+                a.url.host_str() == b.url.host_str()
+                    && a.url.port_or_known_default() == b.url.port_or_known_default()
+                    && a.url.path().trim_end_matches('/') == b.url.path().trim_end_matches('/')
+            }
+            _ => false,
+        }
+    }
+
     /// The inputs of the replication id: user, host, port (default ports normalised away),
     /// path and extra headers; never the password.
     pub fn id_part(&self) -> Value {

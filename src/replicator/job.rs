@@ -22,9 +22,9 @@ use tokio::task::JoinSet;
 use super::checkpoint::{self, Session};
 use super::id::{replication_id, RepId};
 use super::peer::{ChangeRow, ChangesReq, DbMeta, Missing, Peer, PushFilter};
-use super::project::{same_content, Fields};
+use super::project::{from_source, is_projection_of, same_content, Fields};
 use super::stats::{Counts, JobState, Stats};
-use super::unmatched::{self, Action, Gone, Unmatched};
+use super::unmatched::{self, Action, Gone, Leaf, Unmatched};
 use super::{Filter, ReplError, Spec};
 use crate::store::Store;
 
@@ -543,67 +543,82 @@ async fn replicate_projected(
     Stats::add(&stats.bulk_get_attempts, 1);
     Stats::add(&stats.bulk_get_docs, docs.len() as u64);
     let by_id: HashMap<&str, &Missing> = wanted.iter().map(|m| (m.id.as_str(), m)).collect();
-    let ancestors: HashMap<&str, &Vec<String>> = missing
-        .iter()
-        .map(|m| (m.id.as_str(), &m.possible_ancestors))
+    let docs: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| {
+            let ok = is_requested(d, &by_id);
+            if !ok {
+                Stats::add(&stats.doc_write_failures, 1);
+            }
+            ok
+        })
         .collect();
-    let mut projected = Vec::new();
-    // (id, target revision to compare with, index into `projected`)
-    let mut compare: Vec<(String, String, usize)> = Vec::new();
-    for d in docs {
-        if !is_requested(&d, &by_id) {
-            Stats::add(&stats.doc_write_failures, 1);
-            continue;
-        }
-        let Some(p) = fields.project(&d) else {
+    let ids: Vec<String> = missing.iter().map(|m| m.id.clone()).collect();
+    let held = shared.target.leaves(ids).await?;
+    let mut writes = Vec::new();
+    let mut loops = Vec::new();
+    for d in &docs {
+        let Some(p) = fields.project(d) else {
             continue;
         };
-        let id = p["_id"].as_str().unwrap_or_default().to_owned();
-        // The target's copy on this document's branch: a possible ancestor that is one of
-        // the mapped ids of the projection's history.
-        let on_path = ancestors.get(id.as_str()).and_then(|anc| {
-            let start = p["_revisions"]["start"].as_u64()?;
-            let ids = p["_revisions"]["ids"].as_array()?;
-            anc.iter()
-                .find(|a| {
-                    a.split_once('-').is_some_and(|(pos, h)| {
-                        pos.parse::<u64>()
-                            .ok()
-                            .and_then(|pos| start.checked_sub(pos))
-                            .and_then(|i| ids.get(i as usize))
-                            == Some(&json!(h))
-                    })
-                })
-                .cloned()
-        });
-        if let Some(rev) = on_path {
-            compare.push((id, rev, projected.len()));
-        }
-        projected.push(Some(p));
-    }
-    if !compare.is_empty() {
-        let ask: Vec<Missing> = compare
-            .iter()
-            .map(|(id, rev, _)| Missing {
-                id: id.clone(),
-                missing: vec![rev.clone()],
-                possible_ancestors: vec![rev.clone()],
-            })
-            .collect();
-        let (current, _) = shared.target.fetch(&ask).await?;
-        for (id, rev, i) in &compare {
-            let held = current.iter().find(|c| {
-                c.get("_id").and_then(Value::as_str) == Some(id.as_str())
-                    && c.get("_rev").and_then(Value::as_str) == Some(rev.as_str())
-            });
-            if let (Some(held), Some(Some(p))) = (held, projected.get(*i)) {
-                if same_content(p, held) {
-                    projected[*i] = None;
-                }
+        let id = p["_id"].as_str().unwrap_or_default();
+        let target: &[Leaf] = held.get(id).map(Vec::as_slice).unwrap_or_default();
+        match decide_projected(&p, &source_path(d), target) {
+            Projected::Echo => loops.push(id.to_owned()),
+            Projected::Same => {}
+            Projected::Write { supersede } => {
+                writes.extend(
+                    supersede
+                        .iter()
+                        .filter_map(|l| unmatched::tombstone_child(id, l)),
+                );
+                writes.push(p);
             }
         }
     }
-    write_target(shared, projected.into_iter().flatten().collect()).await
+    if !loops.is_empty() {
+        tracing::warn!(source = %shared.source.name(), target = %shared.target.name(), ids = ?loops, "not sending projections of the target's own revisions back (fields in both directions form a loop)");
+        shared.state.update(|p| p.note_loops(loops));
+    }
+    write_target(shared, writes).await
+}
+
+/// The revision ids on a fetched document's path, leaf first.
+fn source_path(d: &Value) -> Vec<String> {
+    Leaf::from_doc(d).map(|l| l.path).unwrap_or_default()
+}
+
+/// What to do with one projected revision, given the target's leaves.
+#[derive(Debug, PartialEq)]
+enum Projected {
+    /// The source revision is itself a projection of a revision the target has: sending it
+    /// back would grow the tree forever (a field list in both directions).
+    Echo,
+    /// The target's copy on this branch already has this content: nothing to write.
+    Same,
+    /// Write it, and tombstone these target leaves: copies of this source's revisions
+    /// written unprojected or under another field list, which the new projection replaces.
+    Write { supersede: Vec<String> },
+}
+
+fn decide_projected(p: &Value, source: &[String], target: &[Leaf]) -> Projected {
+    let target_revs: Vec<String> = target.iter().flat_map(|l| l.path.clone()).collect();
+    if source.iter().any(|s| is_projection_of(s, &target_revs)) {
+        return Projected::Echo;
+    }
+    let mapped = source_path(p);
+    if target
+        .iter()
+        .any(|l| mapped.contains(&l.rev) && same_content(p, &l.doc))
+    {
+        return Projected::Same;
+    }
+    let supersede = target
+        .iter()
+        .filter(|l| !l.deleted && !mapped.contains(&l.rev) && from_source(&l.rev, source))
+        .map(|l| l.rev.clone())
+        .collect();
+    Projected::Write { supersede }
 }
 
 /// Documents whose winning revision stopped matching: their target copies that came from
@@ -729,6 +744,65 @@ mod tests {
             missing: revs.iter().map(|r| r.to_string()).collect(),
             possible_ancestors: vec![],
         }
+    }
+
+    fn leaf(doc: Value) -> Leaf {
+        Leaf::from_doc(&doc).unwrap()
+    }
+
+    #[test]
+    fn projections_are_written_once_replace_older_copies_and_never_echo() {
+        use super::super::project::Fields;
+        let old = Fields::parse(&json!(["a", "b"])).unwrap();
+        let new = Fields::parse(&json!(["a"])).unwrap();
+        let src = json!({"_id": "d", "_rev": "2-bb", "a": 1, "b": 2,
+            "_revisions": {"start": 2, "ids": ["bb", "aa"]}});
+        let path = source_path(&src);
+        let p = new.project(&src).unwrap();
+        let mapped1 = new.map_rev("1-aa").unwrap();
+        let (_, h) = mapped1.split_once('-').unwrap();
+        // The target holds the parent's projection with the same content: nothing to write.
+        let parent = leaf(json!({"_id": "d", "_rev": mapped1, "a": 1.0,
+            "_revisions": {"start": 1, "ids": [h]}}));
+        assert_eq!(
+            decide_projected(&p, &path, std::slice::from_ref(&parent)),
+            Projected::Same
+        );
+        // Different content on the parent: written, the parent is extended, not replaced.
+        let parent2 = leaf(json!({"_id": "d", "_rev": mapped1, "a": 0,
+            "_revisions": {"start": 1, "ids": [h]}}));
+        assert_eq!(
+            decide_projected(&p, &path, &[parent2]),
+            Projected::Write { supersede: vec![] }
+        );
+        // A copy under the old field list, an unprojected copy, and an edit made on the
+        // target: the first two are replaced, the edit stays (a conflict).
+        let under_old = old.map_rev("2-bb").unwrap();
+        let (_, oh) = under_old.split_once('-').unwrap();
+        let t = [
+            leaf(
+                json!({"_id": "d", "_rev": under_old, "a": 1, "b": 2, "_revisions": {"start": 2, "ids": [oh]}}),
+            ),
+            leaf(json!({"_id": "d", "_rev": "1-aa", "a": 1, "b": 2})),
+            leaf(json!({"_id": "d", "_rev": "3-edit", "a": 5})),
+        ];
+        assert_eq!(
+            decide_projected(&p, &path, &t),
+            Projected::Write {
+                supersede: vec![under_old.clone(), "1-aa".into()]
+            }
+        );
+        // The other direction: a source revision that is a projection of the target's own
+        // revision is never sent back.
+        let back = json!({"_id": "d", "_rev": under_old, "a": 1,
+            "_revisions": {"start": 2, "ids": [oh]}});
+        let p_back = new.project(&back).unwrap();
+        let origin = [leaf(json!({"_id": "d", "_rev": "2-bb", "a": 1, "b": 2,
+            "_revisions": {"start": 2, "ids": ["bb", "aa"]}}))];
+        assert_eq!(
+            decide_projected(&p_back, &source_path(&back), &origin),
+            Projected::Echo
+        );
     }
 
     #[test]

@@ -310,6 +310,12 @@ pub fn from_source(rev: &str, source_revs: &[String]) -> bool {
     })
 }
 
+/// Whether `rev` is a mapped revision of one of `revs` (under any field list) without being
+/// one of them: a projection of a revision the other side already has.
+pub fn is_projection_of(rev: &str, revs: &[String]) -> bool {
+    !revs.iter().any(|r| r == rev) && from_source(rev, revs)
+}
+
 /// JSON equality as CouchDB users see it: numbers compare by value (a peer may re-encode
 /// `1.0` as `1`), attachments by name and digest (one side may hold data, the other a stub),
 /// and `_rev`/`_revisions` are ignored.

@@ -101,19 +101,31 @@ pub struct Progress {
     /// Documents that stopped matching but stayed on the target because another source
     /// wrote them (the newest few).
     pub kept: Vec<String>,
+    /// Documents not sent because they were projections of the target's own revisions
+    /// (a field list in both directions; the newest few).
+    pub loops: Vec<String>,
 }
 
 impl Progress {
     const KEPT: usize = 20;
 
     pub fn note_kept(&mut self, ids: Vec<String>) {
-        for id in ids {
-            self.kept.retain(|k| *k != id);
-            self.kept.push(id);
-        }
-        let extra = self.kept.len().saturating_sub(Self::KEPT);
-        self.kept.drain(..extra);
+        note(&mut self.kept, ids);
     }
+
+    pub fn note_loops(&mut self, ids: Vec<String>) {
+        note(&mut self.loops, ids);
+    }
+}
+
+/// Adds ids to a list of the newest [`Progress::KEPT`], each once.
+fn note(list: &mut Vec<String>, ids: Vec<String>) {
+    for id in ids {
+        list.retain(|k| *k != id);
+        list.push(id);
+    }
+    let extra = list.len().saturating_sub(Progress::KEPT);
+    list.drain(..extra);
 }
 
 /// Counters plus progress, owned by whoever runs the job and read by status endpoints. It
@@ -148,6 +160,9 @@ impl JobState {
         }
         if !p.kept.is_empty() {
             v["kept"] = json!(p.kept);
+        }
+        if !p.loops.is_empty() {
+            v["loops"] = json!(p.loops);
         }
         v
     }

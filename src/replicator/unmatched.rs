@@ -53,6 +53,8 @@ pub struct Leaf {
     pub rev: String,
     pub deleted: bool,
     pub path: Vec<String>,
+    /// The revision as it was read (attachments as stubs), for comparing content.
+    pub doc: Value,
 }
 
 impl Leaf {
@@ -72,7 +74,12 @@ impl Leaf {
             }
             None => vec![rev.clone()],
         };
-        Some(Leaf { rev, deleted, path })
+        Some(Leaf {
+            rev,
+            deleted,
+            path,
+            doc: d.clone(),
+        })
     }
 }
 
@@ -99,7 +106,7 @@ pub enum Action {
 
 /// The tombstone written as a child of `leaf`: its id depends only on the leaf, so a retry
 /// after a crash writes the same revision (a no-op).
-fn tombstone_child(id: &str, leaf: &str) -> Option<Value> {
+pub fn tombstone_child(id: &str, leaf: &str) -> Option<Value> {
     let (pos, h) = leaf.split_once('-')?;
     let pos: u64 = pos.parse().ok()?;
     let mut m = Md5::new();
@@ -183,6 +190,7 @@ mod tests {
             rev: path[0].to_string(),
             deleted,
             path: path.iter().map(|s| s.to_string()).collect(),
+            doc: Value::Null,
         }
     }
 
@@ -240,6 +248,7 @@ mod tests {
             rev: fields.map_rev("2-b").unwrap(),
             deleted: false,
             path: vec![],
+            doc: Value::Null,
         }];
         let a = decide(Unmatched::Delete, true, &gone(true), &s, &t);
         assert!(matches!(a.as_slice(), [Action::Write(_)]), "{a:?}");
@@ -276,7 +285,10 @@ mod tests {
             &json!({"_id": "d", "_rev": "3-c", "_deleted": true, "_revisions": {"start": 3, "ids": ["c", "b", "a"]}}),
         )
         .unwrap();
-        assert_eq!(l, leaf(&["3-c", "2-b", "1-a"], true));
+        assert_eq!(
+            (l.rev.as_str(), l.deleted, l.path.clone()),
+            ("3-c", true, leaf(&["3-c", "2-b", "1-a"], true).path)
+        );
         assert!(Leaf::from_doc(&json!({"_id": "d"})).is_none());
     }
 }

@@ -42,10 +42,65 @@ pub fn validate(doc: &Value) -> Result<Spec, SpecError> {
     Spec::parse(doc)
 }
 
+/// Whether a replication document has a field list, read from its JSON without parsing it.
+pub fn has_fields(doc: &Value) -> bool {
+    doc.get("fields").is_some_and(|f| !f.is_null())
+}
+
+/// The first of `others` (document id and its replication) that runs the other way between
+/// the same two databases as `spec`, when either of them has a field list: a projected copy
+/// sent back would conflict with its own original, so such a pair is refused on this server.
+/// Endpoints are compared as written (a local name and this server's own URL for the same
+/// database are not recognised as one).
+pub fn fields_loop<'a>(
+    spec: &Spec,
+    others: impl IntoIterator<Item = (&'a str, &'a Spec)>,
+) -> Option<String> {
+    others
+        .into_iter()
+        .find(|(_, o)| {
+            (spec.fields.is_some() || o.fields.is_some())
+                && o.source.same_database(&spec.target)
+                && o.target.same_database(&spec.source)
+        })
+        .map(|(id, _)| {
+            format!(
+                "this replication and `{id}` run in opposite directions between the same databases with a `fields` list: projected copies would come back as conflicts with their originals. A field list works in one direction only; see the README (\"Field lists in both directions\")"
+            )
+        })
+}
+
 /// The terminal state recorded in a document, if any (`completed` or `failed`): such documents
 /// are left alone until their state fields are removed, as in CouchDB.
 pub fn terminal_state(doc: &Value) -> Option<&str> {
     doc.get("_replication_state")
         .and_then(Value::as_str)
         .filter(|s| *s == "completed" || *s == "failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> Spec {
+        Spec::parse(&v).unwrap()
+    }
+
+    #[test]
+    fn a_swapped_pair_with_a_field_list_is_a_loop() {
+        let push = spec(json!({"source": "a", "target": "http://h/b", "fields": ["x"]}));
+        let pull = spec(json!({"source": "http://u:p@h/b", "target": "a"}));
+        let other = spec(json!({"source": "http://h/c", "target": "a"}));
+        let plain_push = spec(json!({"source": "a", "target": "http://h/b"}));
+        assert!(fields_loop(&pull, [("push", &push)])
+            .unwrap()
+            .contains("`push`"));
+        assert!(fields_loop(&push, [("pull", &pull)]).is_some());
+        assert!(fields_loop(&push, [("other", &other)]).is_none());
+        assert!(
+            fields_loop(&pull, [("plain", &plain_push)]).is_none(),
+            "no fields: CouchDB's two-way sync"
+        );
+    }
 }

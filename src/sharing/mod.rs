@@ -95,6 +95,15 @@ fn valid_id(id: &str) -> bool {
         && id.as_bytes()[0].is_ascii_alphanumeric()
 }
 
+/// An application's configuration UUID as the seed's marker id holds it.
+fn valid_uuid(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 64
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !u.contains("--")
+}
+
 impl Sharing {
     pub fn new(store: Arc<Store>, scheduler: Arc<Scheduler>) -> Sharing {
         let env = scheduler.env.clone();
@@ -226,8 +235,30 @@ impl Sharing {
             .map_err(|e| {
                 ShareError::Unreachable(format!("the remote database cannot be used: {e}"))
             })?;
-        let remote_uuid = peer.server_uuid().await.unwrap_or_else(|| "unknown".into());
-        let local_uuid = self.store.uuid().to_owned();
+        // The seed's applications look for their own configuration UUIDs in the marker's id:
+        // a share may name them; otherwise the servers' uuids are used.
+        let uuid = |k: &str| -> Res<Option<String>> {
+            match o.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(u)) if valid_uuid(u) => Ok(Some(u.clone())),
+                Some(v) => Err(ShareError::BadRequest(format!(
+                    "`{k}` must be 1-64 letters, digits, - or _ (an application's configuration UUID), not {v}"
+                ))),
+            }
+        };
+        let (given_local, given_remote) = (uuid("local_uuid")?, uuid("remote_uuid")?);
+        let remote_uuid = match given_remote {
+            Some(u) => u,
+            None => peer.server_uuid().await.unwrap_or_else(|| "unknown".into()),
+        };
+        let local_uuid = given_local.unwrap_or_else(|| self.store.uuid().to_owned());
+        let fields = o.get("fields").filter(|f| !f.is_null()).cloned();
+        if fields.is_some() && mode == Mode::ReadWrite {
+            return Err(ShareError::BadRequest(
+                "a read-write share cannot have `fields`: each side would receive projections of its own documents back as conflicts. Use a read-only share (or one replication document per direction on different field sets); see the README (\"Field lists in both directions\")".into(),
+            ));
+        }
+        let unmatched = o.get("unmatched").filter(|u| !u.is_null()).cloned();
         let marker =
             (mode == Mode::ReadWrite).then(|| format!("db_sharing-{local_uuid}--{remote_uuid}"));
         let combined = match &marker {
@@ -240,6 +271,8 @@ impl Sharing {
             "local": local,
             "selector": selector,
             "all": all,
+            "fields": fields,
+            "unmatched": unmatched,
             "marker": marker,
             "local_uuid": local_uuid,
             "remote_uuid": remote_uuid,
@@ -249,6 +282,14 @@ impl Sharing {
         ];
         if mode == Mode::ReadWrite {
             docs.push(json!({"_id": pull_id(id), "source": remote, "target": local, "continuous": true, "selector": combined, "settee_share": meta}));
+        }
+        for d in &mut docs {
+            if let Some(f) = &fields {
+                d["fields"] = f.clone();
+            }
+            if let Some(u) = &unmatched {
+                d["unmatched"] = u.clone();
+            }
         }
         for d in &docs {
             Spec::parse(d).map_err(|e| ShareError::BadRequest(e.to_string()))?;
@@ -324,13 +365,19 @@ impl Sharing {
                 .cloned()
                 .unwrap_or_else(|| meta["selector"].clone()),
         );
-        merged.insert(
-            "all".into(),
-            o.get("all").cloned().unwrap_or_else(|| meta["all"].clone()),
-        );
+        for k in ["all", "fields", "unmatched"] {
+            merged.insert(
+                k.into(),
+                o.get(k).cloned().unwrap_or_else(|| meta[k].clone()),
+            );
+        }
+        // The marker keeps its id.
+        for k in ["local_uuid", "remote_uuid"] {
+            merged.insert(k.into(), meta[k].clone());
+        }
         let mode = Mode::parse(o.get("mode").or(meta.get("mode")))?;
         for k in o.keys() {
-            if !["selector", "mode", "id", "all"].contains(&k.as_str()) {
+            if !["selector", "mode", "id", "all", "fields", "unmatched"].contains(&k.as_str()) {
                 return Err(ShareError::BadRequest(format!(
                     "`{k}` cannot be changed; stop the share and create a new one"
                 )));
@@ -339,6 +386,48 @@ impl Sharing {
         let plan = self.plan(id, &merged, mode).await?;
         self.apply(id, &plan, Some(&old))?;
         Ok(json!({"ok": true, "id": id, "mode": mode.as_str()}))
+    }
+
+    /// Deletes the marker here (a tombstone the running push carries over) and waits up to
+    /// 20 s until the peer holds no live revision of it. Returns whether it saw that.
+    async fn delete_marker(
+        &self,
+        db: Arc<crate::store::Database>,
+        marker: &str,
+        remote: &Value,
+    ) -> Res<bool> {
+        let m = marker.to_owned();
+        let deleted = tokio::task::spawn_blocking(move || -> Res<bool> {
+            let Ok(cur) = db.get(&m, None, &ReadOpts::default()) else {
+                return Ok(false);
+            };
+            let tomb = json!({"_id": m, "_rev": cur["_rev"], "_deleted": true});
+            Ok(db
+                .bulk_docs(vec![tomb], true)?
+                .into_iter()
+                .all(|o| o.result.is_ok()))
+        })
+        .await
+        .map_err(|e| ShareError::BadRequest(format!("deleting the marker: {e}")))??;
+        if !deleted {
+            return Ok(false);
+        }
+        let Ok(probe) = Spec::parse(&json!({"source": remote, "target": "_replicator"})) else {
+            return Ok(false);
+        };
+        let Ok((peer, _)) = Peer::open(&probe.source, &self.env, &probe, false).await else {
+            return Ok(false);
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(held) = peer.leaves(vec![marker.to_owned()]).await {
+                if held.values().flatten().all(|l| l.deleted) {
+                    return Ok(true);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(false)
     }
 
     /// `GET /_sharing` / `GET /_sharing/{id}`.
@@ -485,11 +574,22 @@ impl Sharing {
         }
         let stopped: Vec<Value> = docs.iter().map(|d| d["_id"].clone()).collect();
         let purged: Vec<&String> = purge_list.iter().map(|(id, _)| id).collect();
-        let report = json!({"ok": true, "id": id, "dry_run": dry_run, "stopped": stopped, "marker": marker, "purged": purged, "kept": kept});
+        let mut report = json!({"ok": true, "id": id, "dry_run": dry_run, "stopped": stopped, "marker": marker, "purged": purged, "kept": kept});
         if dry_run {
             return Ok(report);
         }
-        // 1. Stop both directions and wait until nothing is still writing.
+        // 1. The marker is deleted while the push still runs, and the stop waits (a while)
+        //    for its tombstone to reach the peer: the peer's application then stops showing
+        //    the data as shared. The received documents are still purged below, never deleted.
+        if let (Some(db), Some(m)) = (&db, &marker) {
+            let push = docs.iter().find(|d| d["_id"] == push_id(id));
+            let reached = match push {
+                Some(push) => self.delete_marker(db.clone(), m, &push["target"]).await?,
+                None => false,
+            };
+            report["marker_deleted_on_peer"] = json!(reached);
+        }
+        // 2. Stop both directions and wait until nothing is still writing.
         let rdb = self.store.ensure_db(REPLICATOR_DB)?;
         let dels: Vec<Value> = docs
             .iter()
@@ -504,18 +604,7 @@ impl Sharing {
             .wait_stopped(&doc_ids, Duration::from_secs(30))
             .await;
         if let Some(db) = &db {
-            // 2. The marker goes without a tombstone, as do the purged documents.
-            if let Some(m) = &marker {
-                if let Ok(Some(rec)) = db.record(m) {
-                    let leaves = rec
-                        .tree
-                        .leaves()
-                        .iter()
-                        .map(|&i| rec.tree.node(i).rev.clone())
-                        .collect();
-                    purge_list.push((m.clone(), leaves));
-                }
-            }
+            // 3. The received documents go without a tombstone, so nothing flows back.
             if !purge_list.is_empty() {
                 db.purge(purge_list)?;
             }
