@@ -36,6 +36,10 @@ p_all=$(cd tests/node && "${node_[@]}" bench-replicate.js --source "$a/src" --ta
 p_sel=$(cd tests/node && "${node_[@]}" bench-replicate.js --source "$a/src" --target "$b/pouchsel" --seed-selector --fresh-target)
 read -r s_all_w s_all_t s_all_rss <<< "$(settee_rep "$a/src" "$b/settee")"
 read -r s_sel_w s_sel_t _ <<< "$(settee_rep "$a/src" "$b/setteesel" --selector "$selector")"
+# settee's own options on the same selector: `unmatched` makes the reader follow every change
+# with its body (the cost of seeing what stops matching); `fields` projects and maps revisions.
+read -r s_um_w s_um_t _ <<< "$(settee_rep "$a/src" "$b/setteeum" --selector "$selector" --unmatched delete)"
+read -r s_f_w s_f_t _ <<< "$(settee_rep "$a/src" "$b/setteef" --selector "$selector" --fields type,title,data)"
 
 # Continuous latency: a continuous job on b from a/live to b/live.
 curl -fsS -X PUT "$a/live" > /dev/null
@@ -60,10 +64,11 @@ else
   b_w=0; b_t=0; b_rss=0
 fi
 
-python3 - "$p_all" "$p_sel" "$s_all_w $s_all_t $s_all_rss" "$s_sel_w $s_sel_t" "$lat" "$b_w $b_t $b_rss" "$DOCS" <<'PY'
+python3 - "$p_all" "$p_sel" "$s_all_w $s_all_t $s_all_rss" "$s_sel_w $s_sel_t" "$lat" "$b_w $b_t $b_rss" "$DOCS" "$s_um_w $s_um_t" "$s_f_w $s_f_t" <<'PY'
 import json, sys
 p_all, p_sel = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 s_all = sys.argv[3].split(); s_sel = sys.argv[4].split(); lat = json.loads(sys.argv[5]); big = sys.argv[6].split(); n = sys.argv[7]
+s_um = sys.argv[8].split(); s_f = sys.argv[9].split()
 sa = int(s_all[0]) / float(s_all[1]); ss = int(s_sel[0]) / float(s_sel[1])
 assert int(s_all[0]) == p_all["docs_written"], f"settee wrote {s_all[0]}, PouchDB {p_all['docs_written']}"
 assert int(s_sel[0]) == p_sel["docs_written"], f"selector: settee wrote {s_sel[0]}, PouchDB {p_sel['docs_written']}"
@@ -71,6 +76,10 @@ print(f"| Replication settee -> settee over loopback HTTP ({n} docs of ~1 KiB) |
 print("|---|---|---|---|")
 print(f"| one-shot, all docs, docs/s | {sa:.0f} | {p_all['docs_per_s']} | {sa / p_all['docs_per_s']:.1f}x |")
 print(f"| one-shot, seed selector ({s_sel[0]} docs match), docs/s | {ss:.0f} | {p_sel['docs_per_s']} | {ss / p_sel['docs_per_s']:.1f}x |")
+for label, (w, t) in [("+ `unmatched: delete` (reads every change with its body)", s_um), ("+ `fields` (projected, mapped revisions)", s_f)]:
+    assert int(w) == int(s_sel[0]), f"{label}: wrote {w}, plain selector {s_sel[0]}"
+    r = int(w) / float(t)
+    print(f"| one-shot, seed selector {label}, docs/s | {r:.0f} | | {r / ss:.2f}x the plain selector run |")
 print(f"| continuous write-to-target p50 / p99, ms | {lat['latency_ms']['p50']:.1f} / {lat['latency_ms']['p99']:.1f} | | |")
 print(f"| replicator peak RSS, {n} docs, MiB | {int(s_all[2]) / 1024:.1f} | | |")
 if int(big[0]) > 0:

@@ -226,6 +226,20 @@ fn every_example_moves_the_right_documents() {
                     .1
             );
         }
+        // Fields outside a field list stay on the source.
+        if let Some(missing) = sample["expect_missing_fields"].as_array() {
+            for want in sample["expect_present"].as_array().unwrap() {
+                let want = want.as_str().unwrap();
+                let (_, got) = s.req("GET", &format!("/{dst}/{want}"), None);
+                for field in missing {
+                    let field = field.as_str().unwrap();
+                    assert!(
+                        got.get(field).is_none(),
+                        "{name}: {want} arrived with `{field}`: {got}"
+                    );
+                }
+            }
+        }
         for not in sample["expect_absent"].as_array().unwrap() {
             assert!(
                 !exists(not.as_str().unwrap()),

@@ -105,6 +105,38 @@ impl Selector {
         matches!(&self.root, Some(parse::Node::And(xs)) | Some(parse::Node::Or(xs)) if xs.is_empty())
     }
 
+    /// The `field == value` conditions every matching document satisfies (top-level `$eq`
+    /// on a scalar, also inside a top-level `$and`), as dotted field names. Two selectors
+    /// that require different values of one field match no document in common.
+    pub fn required_equalities(&self) -> Vec<(String, Value)> {
+        fn collect(v: &Value, out: &mut Vec<(String, Value)>) {
+            let Some(o) = v.as_object() else { return };
+            for (k, c) in o {
+                if k == "$and" {
+                    for x in c.as_array().into_iter().flatten() {
+                        collect(x, out);
+                    }
+                } else if !k.starts_with('$') {
+                    if let Some(eq) = c.get("$eq").filter(|e| !e.is_object() && !e.is_array()) {
+                        out.push((k.clone(), eq.clone()));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        collect(&self.normalized(), &mut out);
+        out
+    }
+
+    /// Whether no document can match both selectors, as far as their required equalities
+    /// tell (`false` means "may overlap").
+    pub fn disjoint_from(&self, other: &Selector) -> bool {
+        let theirs = other.required_equalities();
+        self.required_equalities()
+            .iter()
+            .any(|(k, v)| theirs.iter().any(|(k2, v2)| k == k2 && v != v2))
+    }
+
     /// True for the empty selector `{}`.
     pub fn is_empty(&self) -> bool {
         self.root.is_none()
@@ -213,6 +245,12 @@ mod tests {
         let s = sel(json!({"\\$key": 1}));
         assert!(s.matches(&json!({"$key": 1})));
         assert_eq!(s.normalized(), json!({"\\$key": {"$eq": 1}}));
+        let a = sel(json!({"collection": "articles", "status": {"$ne": "draft"}}));
+        let b = sel(json!({"$and": [{"collection": {"$eq": "events"}}, {"x": 1}]}));
+        let c = sel(json!({"collection": {"$in": ["articles", "events"]}}));
+        assert!(a.disjoint_from(&b) && b.disjoint_from(&a));
+        assert!(!a.disjoint_from(&c) && !a.disjoint_from(&a));
+        assert!(!a.disjoint_from(&sel(json!({}))));
         assert_eq!(sel(s.normalized()), s);
     }
 }

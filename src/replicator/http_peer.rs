@@ -708,8 +708,9 @@ impl HttpPeer {
         Ok((docs, not_found))
     }
 
-    /// `_bulk_get` with ids only (CouchDB answers every leaf, as `open_revs=all`); without a
-    /// usable `_bulk_get`, `_all_docs` finds the documents held and `open_revs=all` reads them.
+    /// `_bulk_get` with ids only (CouchDB answers every leaf, as `open_revs=all`); for what it
+    /// cannot settle, `_all_docs` finds the documents held (deleted ones too) and
+    /// `open_revs=all` reads them.
     pub async fn leaves(&self, ids: Vec<String>) -> Result<HashMap<String, Vec<Leaf>>, ReplError> {
         let mut out: HashMap<String, Vec<Leaf>> = HashMap::new();
         if ids.is_empty() {
@@ -720,6 +721,9 @@ impl HttpPeer {
                 out.entry(id.to_owned()).or_default().push(l);
             }
         };
+        // Ids `_bulk_get` could not settle: PouchDB answers a deleted document, and a
+        // missing one, with an empty object instead of CouchDB's tombstone or `not_found`.
+        let mut unsure = ids.clone();
         if self.bulk_get_ok.load(Relaxed) {
             let reqs: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
             let body = serde_json::to_vec(&json!({"docs": reqs}))
@@ -734,29 +738,33 @@ impl HttpPeer {
                 .await?;
             if r.status.is_success() {
                 let v = self.json_of(&r, "_bulk_get")?;
-                for res in v
-                    .get("results")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    for d in res
-                        .get("docs")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
+                unsure.clear();
+                let results = v.get("results").and_then(Value::as_array);
+                for res in results.into_iter().flatten() {
+                    let docs = res.get("docs").and_then(Value::as_array);
+                    let mut settled = false;
+                    for d in docs.into_iter().flatten() {
                         if let Some(doc) = d.get("ok") {
                             add(&mut out, doc);
+                            settled = true;
+                        } else if d["error"]["error"] == "not_found"
+                            && d["error"]["reason"] != "deleted"
+                        {
+                            settled = true;
                         }
                     }
+                    if let (false, Some(id)) = (settled, res.get("id").and_then(Value::as_str)) {
+                        unsure.push(id.to_owned());
+                    }
                 }
-                return Ok(out);
-            }
-            if !matches!(r.status.as_u16(), 400 | 404 | 405 | 501) {
+                if unsure.is_empty() {
+                    return Ok(out);
+                }
+            } else if !matches!(r.status.as_u16(), 400 | 404 | 405 | 501) {
                 return Err(self.fail(&r, "read leaves (_bulk_get)"));
             }
         }
+        let ids = unsure;
         let body = serde_json::to_vec(&json!({"keys": ids}))
             .map_err(|e| ReplError::Internal(e.to_string()))?;
         let r = self
@@ -780,25 +788,32 @@ impl HttpPeer {
             .filter_map(|row| row.get("id").and_then(Value::as_str).map(str::to_owned))
             .collect();
         for id in held {
-            let mut url = self.doc_url(&id)?;
-            url.query_pairs_mut()
-                .append_pair("revs", "true")
-                .append_pair("open_revs", "all");
-            let r = self.send(Method::GET, url, None, Duration::ZERO).await?;
-            if r.status == StatusCode::NOT_FOUND {
-                continue;
-            }
-            if !r.status.is_success() {
-                return Err(self.fail(&r, "read leaves (open_revs=all)"));
-            }
-            let v = self.json_of(&r, "open_revs")?;
-            for d in v.as_array().into_iter().flatten() {
-                if let Some(doc) = d.get("ok") {
-                    add(&mut out, doc);
-                }
+            for doc in self.all_leaves(&id).await? {
+                add(&mut out, &doc);
             }
         }
         Ok(out)
+    }
+
+    /// `GET /db/id?open_revs=all&revs=true`: every leaf, deleted ones too.
+    async fn all_leaves(&self, id: &str) -> Result<Vec<Value>, ReplError> {
+        let mut url = self.doc_url(id)?;
+        url.query_pairs_mut()
+            .append_pair("revs", "true")
+            .append_pair("open_revs", "all");
+        let r = self.send(Method::GET, url, None, Duration::ZERO).await?;
+        if r.status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !r.status.is_success() {
+            return Err(self.fail(&r, "read leaves (open_revs=all)"));
+        }
+        let v = self.json_of(&r, "open_revs")?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.get("ok").cloned())
+            .collect())
     }
 
     /// `POST _purge`; an empty request only checks this user may purge (server admins).

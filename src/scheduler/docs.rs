@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::replicator::{Spec, SpecError};
+use crate::replicator::{Filter, Spec, SpecError};
 
 /// The replicator database. Any database named so holds replication documents.
 pub const REPLICATOR_DB: &str = "_replicator";
@@ -47,8 +47,19 @@ pub fn has_fields(doc: &Value) -> bool {
     doc.get("fields").is_some_and(|f| !f.is_null())
 }
 
+/// Whether two replications can never send the same document: their selectors require
+/// different values of one field (Directus' collections, Uwazi's templates).
+fn disjoint(a: &Spec, b: &Spec) -> bool {
+    match (&a.filter, &b.filter) {
+        (Filter::Selector(x), Filter::Selector(y)) => x.disjoint_from(y),
+        (Filter::DocIds(x), Filter::DocIds(y)) => !x.iter().any(|i| y.binary_search(i).is_ok()),
+        _ => false,
+    }
+}
+
 /// The first of `others` (document id and its replication) that runs the other way between
-/// the same two databases as `spec`, when either of them has a field list: a projected copy
+/// the same two databases as `spec`, when either of them has a field list and their filters
+/// may share documents: a projected copy
 /// sent back would conflict with its own original, so such a pair is refused on this server.
 /// Endpoints are compared as written (a local name and this server's own URL for the same
 /// database are not recognised as one).
@@ -62,6 +73,7 @@ pub fn fields_loop<'a>(
             (spec.fields.is_some() || o.fields.is_some())
                 && o.source.same_database(&spec.target)
                 && o.target.same_database(&spec.source)
+                && !disjoint(spec, o)
         })
         .map(|(id, _)| {
             format!(

@@ -306,3 +306,59 @@ pub fn areq(s: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16,
 pub fn admin_url(s: &Server, db: &str) -> String {
     format!("http://{ADMIN}@{}/{db}", s.addr)
 }
+
+/// Writes a document as [`ADMIN`] (`PUT /{db}/{_id}`); returns its new revision.
+pub fn put_doc(s: &Server, db: &str, doc: Value) -> String {
+    let id = doc["_id"].as_str().unwrap().to_owned();
+    let (st, v) = areq(s, "PUT", &format!("/{db}/{id}"), Some(&doc));
+    assert_eq!(st, 201, "{v}");
+    v["rev"].as_str().unwrap().to_owned()
+}
+
+/// `GET /{db}/{id}` as [`ADMIN`].
+pub fn get_doc(s: &Server, db: &str, id: &str) -> (u16, Value) {
+    areq(s, "GET", &format!("/{db}/{id}"), None)
+}
+
+/// Edits a document as [`ADMIN`]: its current body with `changes` merged in.
+pub fn edit_doc(s: &Server, db: &str, id: &str, changes: Value) -> String {
+    let (_, mut doc) = get_doc(s, db, id);
+    for (k, v) in changes.as_object().unwrap() {
+        doc[k] = v.clone();
+    }
+    put_doc(s, db, doc)
+}
+
+/// Deletes a document plainly (`DELETE ?rev=`), as an application would.
+pub fn delete_doc(s: &Server, db: &str, id: &str) {
+    let (_, d) = get_doc(s, db, id);
+    let rev = d["_rev"].as_str().unwrap();
+    let (st, v) = areq(s, "DELETE", &format!("/{db}/{id}?rev={rev}"), None);
+    assert!(st == 200 || st == 201, "{v}");
+}
+
+/// A database's `update_seq` as a number.
+pub fn update_seq_of(s: &Server, db: &str) -> u64 {
+    let v = areq(s, "GET", &format!("/{db}"), None).1;
+    match &v["update_seq"] {
+        Value::String(x) => x.split('-').next().unwrap().parse().unwrap(),
+        n => n.as_u64().unwrap(),
+    }
+}
+
+/// [`trees`] of an admin-only database.
+pub fn admin_trees(s: &Server, db: &str) -> std::collections::BTreeMap<String, Vec<Value>> {
+    trees_with(&s.addr, db, &[("Authorization", &admin_basic())])
+}
+
+/// Everything a database holds as one string, to search for leaked content: every leaf of
+/// every document with its history, and `_changes` with bodies.
+pub fn all_content(s: &Server, db: &str) -> String {
+    let (_, ch) = areq(
+        s,
+        "GET",
+        &format!("/{db}/_changes?include_docs=true&style=all_docs&conflicts=true"),
+        None,
+    );
+    format!("{:?}{ch}", admin_trees(s, db))
+}
