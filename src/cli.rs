@@ -37,6 +37,14 @@ pub struct ReplicateArgs {
     /// What happens on the target to documents that stop matching: keep, delete or purge.
     #[arg(long)]
     pub unmatched: Option<String>,
+    /// `source-wins`: after the push, delete the target's conflicting versions of the
+    /// documents pushed, so the source's is the only one.
+    #[arg(long)]
+    pub resolve: Option<String>,
+    /// Print what would be sent (each document and how it would land on the target) and
+    /// write nothing to either side.
+    #[arg(long, conflicts_with = "continuous")]
+    pub dry_run: bool,
     /// Data directory, for local database names (the store must not be in use).
     #[arg(long, env = "SETTEE_DATA")]
     pub data: Option<std::path::PathBuf>,
@@ -82,6 +90,9 @@ pub fn replicate_body(a: &ReplicateArgs) -> Res<Value> {
     if let Some(u) = &a.unmatched {
         body["unmatched"] = json!(u);
     }
+    if let Some(r) = &a.resolve {
+        body["resolve"] = json!(r);
+    }
     Ok(body)
 }
 
@@ -105,6 +116,14 @@ pub fn replicate(a: ReplicateArgs) -> Res {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if a.dry_run {
+        // Every page, until the source ends: the preview reads from the checkpoint on.
+        let out = rt.block_on(crate::replicator::preview::preview(
+            &spec, &env, None, 10_000,
+        ))?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     rt.block_on(async move {
         let state = Arc::new(JobState::default());
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
@@ -506,4 +525,74 @@ pub fn share_stop(server: &str, id: &str, purge: Option<&str>, dry_run: bool) ->
     }
     let (s, v) = call(reqwest::Method::DELETE, server, &path, None)?;
     print_or_fail(s, &v)
+}
+
+/// `settee conflicts DB`: every document of DB with conflicting versions, its winner, the
+/// losing versions and the top-level fields that differ (all pages of `GET /{db}/_conflicts`).
+pub fn conflicts(server: &str, db: &str, as_json: bool) -> Res {
+    let mut rows = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut path = format!("/{}/_conflicts?limit=1000", url_escape(db));
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={}", url_escape(a)));
+        }
+        let (status, v) = call(reqwest::Method::GET, server, &path, None)?;
+        if !(200..300).contains(&status) {
+            return print_or_fail(status, &v);
+        }
+        rows.extend(v["rows"].as_array().cloned().unwrap_or_default());
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json!({"rows": rows}))?);
+        return Ok(());
+    }
+    let width = rows
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::len))
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    println!("{:width$}  WINNER / LOSERS  FIELDS THAT DIFFER", "ID");
+    for r in &rows {
+        let losers: Vec<&str> = r["losers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let fields: Vec<&str> = r["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "{:width$}  {} / {}  {}",
+            r["id"].as_str().unwrap_or_default(),
+            r["winner"].as_str().unwrap_or_default(),
+            losers.join(", "),
+            fields.join(", ")
+        );
+    }
+    if rows.is_empty() {
+        println!("(no conflicts)");
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

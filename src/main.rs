@@ -51,6 +51,17 @@ enum Command {
         #[arg(long, env = "SETTEE_SERVER", default_value = "http://127.0.0.1:5984")]
         server: String,
     },
+    /// Documents with conflicting versions: winner, losers, and the fields that differ.
+    Conflicts {
+        /// The database.
+        db: String,
+        /// Server URL, with credentials if needed: http://admin:pass@127.0.0.1:5984
+        #[arg(long, env = "SETTEE_SERVER", default_value = "http://127.0.0.1:5984")]
+        server: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replication documents: check one, or apply it to a server's _replicator.
     Doc {
         #[command(subcommand)]
@@ -163,6 +174,7 @@ fn main() -> ExitCode {
         ),
         Command::Replicate(args) => settee::cli::replicate(args),
         Command::Status { server } => settee::cli::status(&server),
+        Command::Conflicts { db, server, json } => settee::cli::conflicts(&server, &db, json),
         Command::Doc {
             action: DocAction::Check { file },
         } => match settee::cli::doc_check(&file) {

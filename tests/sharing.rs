@@ -535,6 +535,18 @@ fn a_share_names_the_applications_uuids_and_can_limit_fields() {
     )
     .then_some(()))
     .is_some());
+    // What each direction would send now: nothing once both sides caught up.
+    let pending = wait_for(30, || {
+        let (s, v) = r(&a.addr, "GET", "/_sharing/rw/pending", None);
+        (s == 200 && v["push"]["counts"]["total"] == 0 && v["pull"]["counts"]["total"] == 0)
+            .then_some(v)
+    });
+    assert!(
+        pending.is_some(),
+        "{:?}",
+        r(&a.addr, "GET", "/_sharing/rw/pending", None)
+    );
+    assert_eq!(r(&a.addr, "GET", "/_sharing/nope/pending", None).0, 404);
     assert_eq!(r(&a.addr, "DELETE", "/_sharing/rw", None).0, 200);
 
     // A read-only share with a field list: only the listed fields cross.

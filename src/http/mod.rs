@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod changes;
+pub mod conflicts_api;
 pub mod db_api;
 pub mod doc_api;
 pub mod error;

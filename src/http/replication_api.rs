@@ -88,6 +88,27 @@ pub async fn replicate(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
     }
 }
 
+/// `POST /_replicate/_preview`: what a one-shot replication with this body would send,
+/// written nowhere. Paged with `?limit=` (documents, default 100) and `?since=`.
+pub async fn preview(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
+    if req.method != Method::POST {
+        return Err(ApiError::method_not_allowed("POST"));
+    }
+    let body = req
+        .json()?
+        .filter(Value::is_object)
+        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+    let spec = Spec::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let limit = req.uint("limit")?.unwrap_or(100) as usize;
+    let since = req
+        .param("since")
+        .map(|s| serde_json::from_str(s).unwrap_or_else(|_| json!(s)));
+    let out = crate::replicator::preview::preview(&spec, &ctx.scheduler.env, since, limit)
+        .await
+        .map_err(|e| repl_error(&e))?;
+    Ok(json_resp(StatusCode::OK, &out))
+}
+
 fn page(req: &Req, rows: Vec<Value>, key: &str) -> Result<Resp, ApiError> {
     let total = rows.len();
     let skip = req.uint("skip")?.unwrap_or(0) as usize;

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::request::{error_resp, json_resp, parse_query, percent_decode, Req, Resp};
-use super::{auth, changes, db_api, doc_api, find_api, replication_api, sharing_api, Ctx};
+use super::{
+    auth, changes, conflicts_api, db_api, doc_api, find_api, replication_api, sharing_api, Ctx,
+};
 
 pub async fn handle(
     ctx: Arc<Ctx>,
@@ -97,6 +99,7 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
             Ok(json_resp(StatusCode::OK, &Value::Array(rows)))
         }
         ["_replicate"] => replication_api::replicate(ctx, &req).await,
+        ["_replicate", "_preview"] => replication_api::preview(ctx, &req).await,
         ["_scheduler", rest @ ..] => replication_api::scheduler(ctx, rest, &req),
         ["_sharing", rest @ ..] => sharing_api::handle(ctx, rest, &req).await,
         ["_active_tasks"] => read_only().map(|_| replication_api::active_tasks(ctx)),
@@ -119,6 +122,8 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
         [db, "_find"] => find_api::find(ctx, db, &req).await,
         [db, "_explain"] => find_api::explain(ctx, db, &req).await,
         [db, "_index", rest @ ..] => find_api::index(ctx, db, rest, &req).await,
+        [db, "_conflicts"] => conflicts_api::list(ctx, db, &req).await,
+        [db, "_conflicts", id] => conflicts_api::resolve(ctx, db, id, &req).await,
         [db, "_local", id] => doc_api::local(ctx, db, &format!("_local/{id}"), &req).await,
         [db, "_design", name] => doc_api::doc(ctx, db, &format!("_design/{name}"), &req).await,
         [db, "_design", name, att @ ..] => {

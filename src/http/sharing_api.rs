@@ -68,6 +68,13 @@ pub async fn handle(ctx: &Arc<Ctx>, rest: &[&str], req: &Req) -> Result<Resp, Ap
                     .map_err(share_error)?,
             ))
         }
+        ([id, "pending"], &Method::GET) => {
+            let limit = req.uint("limit")?.unwrap_or(100) as usize;
+            Ok(json_resp(
+                StatusCode::OK,
+                &sharing.pending(id, limit).await.map_err(share_error)?,
+            ))
+        }
         ([] | [_], _) => Err(ApiError::method_not_allowed("GET,POST,PUT,DELETE")),
         _ => Err(ApiError::not_found("use /_sharing or /_sharing/{id}")),
     }

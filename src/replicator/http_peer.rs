@@ -32,6 +32,9 @@ pub struct HttpPeer {
     selector_ok: AtomicBool,
     /// Cleared when the server has no `_bulk_get`.
     bulk_get_ok: AtomicBool,
+    /// Whether `_bulk_get` with ids only answers every leaf (CouchDB, settee) rather than
+    /// the winner alone (PouchDB): learnt from the server's welcome once.
+    bulk_get_all_leaves: tokio::sync::OnceCell<bool>,
 }
 
 /// A response read whole.
@@ -189,6 +192,7 @@ impl HttpPeer {
             connections: tokio::sync::Semaphore::new(spec.http_connections.max(1)),
             selector_ok: AtomicBool::new(true),
             bulk_get_ok: AtomicBool::new(spec.use_bulk_get),
+            bulk_get_all_leaves: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -331,12 +335,21 @@ impl HttpPeer {
 
     /// `GET /` of the server (the database URL's parent): its `uuid`.
     pub async fn server_uuid(&self) -> Option<String> {
+        self.welcome()
+            .await?
+            .get("uuid")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// `GET /` of the server holding the database.
+    async fn welcome(&self) -> Option<Value> {
         let root = self.base.join("../").ok()?;
         let r = self
             .send(Method::GET, root, None, Duration::ZERO)
             .await
             .ok()?;
-        r.json()?.get("uuid")?.as_str().map(str::to_owned)
+        r.json()
     }
 
     pub async fn info(&self) -> Result<DbMeta, ReplError> {
@@ -721,10 +734,18 @@ impl HttpPeer {
                 out.entry(id.to_owned()).or_default().push(l);
             }
         };
-        // Ids `_bulk_get` could not settle: PouchDB answers a deleted document, and a
-        // missing one, with an empty object instead of CouchDB's tombstone or `not_found`.
+        // Ids `_bulk_get` could not settle (an empty object where CouchDB answers a tombstone
+        // or `not_found`), or all of them on a server whose `_bulk_get` gives winners only.
         let mut unsure = ids.clone();
-        if self.bulk_get_ok.load(Relaxed) {
+        let all_leaves = *self
+            .bulk_get_all_leaves
+            .get_or_init(|| async {
+                self.welcome().await.is_some_and(|w| {
+                    w.get("couchdb").is_some() && w.get("express-pouchdb").is_none()
+                })
+            })
+            .await;
+        if all_leaves && self.bulk_get_ok.load(Relaxed) {
             let reqs: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
             let body = serde_json::to_vec(&json!({"docs": reqs}))
                 .map_err(|e| ReplError::Internal(e.to_string()))?;

@@ -49,20 +49,56 @@ pub struct Outcome {
     pub cancelled: bool,
 }
 
-struct Batch {
-    no: u64,
-    rows: Vec<ChangeRow>,
+pub(super) struct Batch {
+    pub(super) no: u64,
+    pub(super) rows: Vec<ChangeRow>,
     /// Changes whose winning revision does not match (`unmatched` other than `keep`).
-    gone: Vec<Gone>,
-    last_seq: Value,
+    pub(super) gone: Vec<Gone>,
+    pub(super) last_seq: Value,
 }
 
-struct Shared {
-    source: Peer,
-    target: Peer,
-    state: Arc<JobState>,
-    fields: Option<Arc<Fields>>,
-    unmatched: Unmatched,
+pub(super) struct Shared {
+    pub(super) source: Peer,
+    pub(super) target: Peer,
+    pub(super) state: Arc<JobState>,
+    pub(super) fields: Option<Arc<Fields>>,
+    pub(super) unmatched: Unmatched,
+    pub(super) source_wins: bool,
+    /// `Some` for a preview: what would be written or purged is recorded here instead, and
+    /// nothing is written to either side.
+    pub(super) dry: Option<std::sync::Mutex<Vec<Would>>>,
+}
+
+/// A write a preview records instead of making.
+#[derive(Debug)]
+pub(super) enum Would {
+    Write(Value),
+    Purge(String, Vec<String>),
+}
+
+impl Shared {
+    pub(super) fn new(spec: &Spec, source: Peer, target: Peer, state: Arc<JobState>) -> Shared {
+        Shared {
+            source,
+            target,
+            state,
+            fields: spec.fields.clone(),
+            unmatched: spec.unmatched,
+            source_wins: spec.source_wins,
+            dry: None,
+        }
+    }
+
+    /// Purges target leaves (or records that a preview would).
+    async fn purge(&self, req: Vec<(String, Vec<String>)>) -> Result<(), ReplError> {
+        if let Some(dry) = &self.dry {
+            if let Ok(mut d) = dry.lock() {
+                d.extend(req.into_iter().map(|(id, revs)| Would::Purge(id, revs)));
+            }
+            return Ok(());
+        }
+        self.target.purge(req).await
+    }
 }
 
 /// Runs a replication until it is done (one-shot), cancelled (`cancel` turns `true`) or fails.
@@ -125,13 +161,7 @@ pub async fn run(
         p.checkpointed_source_seq = start.clone();
         p.source_seq = smeta.update_seq.clone();
     });
-    let shared = Arc::new(Shared {
-        source,
-        target,
-        state: state.clone(),
-        fields: spec.fields.clone(),
-        unmatched: spec.unmatched,
-    });
+    let shared = Arc::new(Shared::new(spec, source, target, state.clone()));
     let mut job = Job {
         spec,
         rep_id,
@@ -298,7 +328,7 @@ impl Job<'_> {
 
 /// Reads the source's changes in pages of `worker_batch_size` and hands them to the workers.
 /// Returns how many batches it sent once a one-shot replication has read everything.
-async fn read_changes(
+pub(super) async fn read_changes(
     shared: Arc<Shared>,
     spec: Spec,
     mut since: Value,
@@ -430,7 +460,12 @@ async fn work(
     }
 }
 
-async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), ReplError> {
+/// Pushes one batch of changes; with `resolve: source-wins`, then deletes the target's other
+/// live leaves of the documents offered.
+pub(super) async fn replicate_batch(
+    shared: &Shared,
+    rows: Vec<ChangeRow>,
+) -> Result<(), ReplError> {
     let stats = &shared.state.stats;
     let checked: usize = rows.iter().map(|r| r.revs.len()).sum();
     Stats::add(&stats.revisions_checked, checked as u64);
@@ -440,9 +475,56 @@ async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), Re
         .filter(|r| !r.id.starts_with(crate::store::doc::LOCAL_PREFIX))
         .map(|r| (r.id, r.revs))
         .collect();
-    if let Some(fields) = &shared.fields {
-        return replicate_projected(shared, fields, req).await;
+    let offered: Vec<(String, Vec<String>)> = match (&shared.fields, shared.source_wins) {
+        (_, false) => Vec::new(),
+        (None, true) => req.clone(),
+        (Some(f), true) => req
+            .iter()
+            .map(|(id, revs)| {
+                (
+                    id.clone(),
+                    revs.iter().filter_map(|r| f.map_rev(r)).collect(),
+                )
+            })
+            .collect(),
+    };
+    match &shared.fields {
+        Some(fields) => replicate_projected(shared, fields, req).await?,
+        None => push_batch(shared, req).await?,
     }
+    if shared.source_wins {
+        resolve_source_wins(shared, offered).await?;
+    }
+    Ok(())
+}
+
+/// `resolve: source-wins`: for each document offered, once one of the offered revisions is
+/// a live leaf of the target, every other live leaf there gets a tombstone child, so the
+/// source's version is the only one. A document whose push failed keeps its leaves.
+async fn resolve_source_wins(
+    shared: &Shared,
+    offered: Vec<(String, Vec<String>)>,
+) -> Result<(), ReplError> {
+    let ids = offered.iter().map(|(id, _)| id.clone()).collect();
+    let held = shared.target.leaves(ids).await?;
+    let mut writes = Vec::new();
+    for (id, revs) in &offered {
+        let Some(leaves) = held.get(id) else { continue };
+        let live: Vec<&Leaf> = leaves.iter().filter(|l| !l.deleted).collect();
+        if !live.iter().any(|l| revs.contains(&l.rev)) {
+            continue;
+        }
+        writes.extend(
+            live.iter()
+                .filter(|l| !revs.contains(&l.rev))
+                .filter_map(|l| unmatched::tombstone_child(id, &l.rev)),
+        );
+    }
+    write_target(shared, writes).await
+}
+
+async fn push_batch(shared: &Shared, req: Vec<(String, Vec<String>)>) -> Result<(), ReplError> {
+    let stats = &shared.state.stats;
     let asked: HashMap<String, Vec<String>> = req.iter().cloned().collect();
     let missing = only_offered(&asked, shared.target.revs_diff(req).await?);
     let found: usize = missing.iter().map(|m| m.missing.len()).sum();
@@ -468,6 +550,12 @@ async fn replicate_batch(shared: &Shared, rows: Vec<ChangeRow>) -> Result<(), Re
 /// Writes replicated revisions to the target and counts what was written and refused.
 async fn write_target(shared: &Shared, docs: Vec<Value>) -> Result<(), ReplError> {
     if docs.is_empty() {
+        return Ok(());
+    }
+    if let Some(dry) = &shared.dry {
+        if let Ok(mut d) = dry.lock() {
+            d.extend(docs.into_iter().map(Would::Write));
+        }
         return Ok(());
     }
     let stats = &shared.state.stats;
@@ -623,7 +711,7 @@ fn decide_projected(p: &Value, source: &[String], target: &[Leaf]) -> Projected 
 
 /// Documents whose winning revision stopped matching: their target copies that came from
 /// this source are deleted or purged ([`unmatched::decide`]).
-async fn remove_unmatched(shared: &Shared, gone: Vec<Gone>) -> Result<(), ReplError> {
+pub(super) async fn remove_unmatched(shared: &Shared, gone: Vec<Gone>) -> Result<(), ReplError> {
     let ids: Vec<String> = gone
         .iter()
         .filter(|g| !g.id.starts_with(crate::store::doc::LOCAL_PREFIX))
@@ -666,7 +754,7 @@ async fn remove_unmatched(shared: &Shared, gone: Vec<Gone>) -> Result<(), ReplEr
     let removed = (writes.len() + purges.len()) as u64;
     write_target(shared, writes).await?;
     if !purges.is_empty() {
-        shared.target.purge(purges).await?;
+        shared.purge(purges).await?;
     }
     Stats::add(&shared.state.stats.docs_removed, removed);
     if !kept.is_empty() {

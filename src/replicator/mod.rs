@@ -13,6 +13,7 @@ pub mod id;
 pub mod job;
 pub mod local_peer;
 pub mod peer;
+pub mod preview;
 pub mod project;
 pub mod spec;
 pub mod stats;

@@ -68,6 +68,9 @@ pub struct DbMeta {
 pub enum Peer {
     Local(LocalPeer),
     Http(Box<HttpPeer>),
+    /// A target that does not exist yet, for a preview with `create_target`: it holds
+    /// nothing, so every document is missing, and it is never written.
+    Empty(String),
 }
 
 impl Peer {
@@ -96,6 +99,7 @@ impl Peer {
         match self {
             Peer::Local(p) => p.name().to_owned(),
             Peer::Http(p) => p.name().to_owned(),
+            Peer::Empty(name) => name.clone(),
         }
     }
 
@@ -105,6 +109,7 @@ impl Peer {
         match self {
             Peer::Local(_) => true,
             Peer::Http(p) => p.filters_selector(),
+            Peer::Empty(_) => true,
         }
     }
 
@@ -113,6 +118,7 @@ impl Peer {
         match self {
             Peer::Local(p) => Some(p.server_uuid()),
             Peer::Http(p) => p.server_uuid().await,
+            Peer::Empty(_) => None,
         }
     }
 
@@ -120,6 +126,10 @@ impl Peer {
         match self {
             Peer::Local(p) => p.info(),
             Peer::Http(p) => p.info().await,
+            Peer::Empty(_) => Ok(DbMeta {
+                update_seq: Value::from(0),
+                instance_start_time: String::new(),
+            }),
         }
     }
 
@@ -130,6 +140,7 @@ impl Peer {
         match self {
             Peer::Local(p) => p.create(),
             Peer::Http(p) => p.create(params).await,
+            Peer::Empty(_) => Ok(()),
         }
     }
 
@@ -137,6 +148,7 @@ impl Peer {
         match self {
             Peer::Local(p) => p.get_local(id),
             Peer::Http(p) => p.get_local(id).await,
+            Peer::Empty(_) => Ok(None),
         }
     }
 
@@ -145,6 +157,7 @@ impl Peer {
         match self {
             Peer::Local(p) => p.put_local(id, body).await,
             Peer::Http(p) => p.put_local(id, body).await,
+            Peer::Empty(_) => Ok(()),
         }
     }
 
@@ -153,6 +166,7 @@ impl Peer {
         match self {
             Peer::Local(p) => p.ensure_full_commit().await,
             Peer::Http(p) => p.ensure_full_commit().await,
+            Peer::Empty(_) => Ok(String::new()),
         }
     }
 
@@ -160,6 +174,11 @@ impl Peer {
         match self {
             Peer::Local(p) => p.changes(req).await,
             Peer::Http(p) => p.changes(req).await,
+            Peer::Empty(_) => Ok(ChangesPage {
+                rows: Vec::new(),
+                last_seq: req.since.clone(),
+                pending: Some(0),
+            }),
         }
     }
 
@@ -170,6 +189,14 @@ impl Peer {
         match self {
             Peer::Local(p) => p.revs_diff(req).await,
             Peer::Http(p) => p.revs_diff(req).await,
+            Peer::Empty(_) => Ok(req
+                .into_iter()
+                .map(|(id, missing)| Missing {
+                    id,
+                    missing,
+                    possible_ancestors: Vec::new(),
+                })
+                .collect()),
         }
     }
 
@@ -179,6 +206,7 @@ impl Peer {
         match self {
             Peer::Local(p) => p.fetch(missing).await,
             Peer::Http(p) => p.fetch(missing).await,
+            Peer::Empty(_) => Ok((Vec::new(), 0)),
         }
     }
 
@@ -191,6 +219,7 @@ impl Peer {
         match self {
             Peer::Local(p) => p.leaves(ids).await,
             Peer::Http(p) => p.leaves(ids).await,
+            Peer::Empty(_) => Ok(Default::default()),
         }
     }
 
@@ -200,6 +229,7 @@ impl Peer {
         match self {
             Peer::Local(p) => p.purge(req).await,
             Peer::Http(p) => p.purge(req).await,
+            Peer::Empty(_) => Ok(()),
         }
     }
 
@@ -208,6 +238,7 @@ impl Peer {
         match self {
             Peer::Local(p) => p.write(docs).await,
             Peer::Http(p) => p.write(docs).await,
+            Peer::Empty(_) => Ok(Vec::new()),
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct Spec {
     pub fields: Option<Arc<Fields>>,
     /// What happens on the target to documents that stop matching (settee's own).
     pub unmatched: Unmatched,
+    /// `"resolve": "source-wins"`: after the push, the target's other live leaves of each
+    /// document offered are deleted, so the source's revision is the only one (settee's own).
+    pub source_wins: bool,
 }
 
 fn err(msg: impl Into<String>) -> SpecError {
@@ -125,7 +128,7 @@ const COUCHDB_KEYS: &[&str] = &[
 
 /// settee's own options. `meta` holds whatever the user wants to note; `settee_share` is
 /// written by `/_sharing`.
-pub const SETTEE_KEYS: &[&str] = &["fields", "unmatched", "meta", "settee_share"];
+pub const SETTEE_KEYS: &[&str] = &["fields", "unmatched", "resolve", "meta", "settee_share"];
 
 /// The known member closest to a misspelt one, if it is close enough to be a typo.
 fn near_miss(k: &str) -> Option<&'static str> {
@@ -182,6 +185,9 @@ impl Spec {
         }
         if self.unmatched != Unmatched::Keep {
             o.insert("unmatched".into(), Value::from(self.unmatched.as_str()));
+        }
+        if self.source_wins {
+            o.insert("resolve".into(), Value::from("source-wins"));
         }
         (!o.is_empty()).then_some(Value::Object(o))
     }
@@ -243,6 +249,13 @@ impl Spec {
                 ));
             }
         }
+        let source_wins = p.take(match o.get("resolve") {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::String(r)) if r == "source-wins" => Ok(true),
+            Some(v) => Err(err(format!(
+                "`resolve` can only be \"source-wins\" (the target's conflicting versions are deleted after the push), not {v}"
+            ))),
+        });
         let continuous = p.take(boolean(o, "continuous", false));
         let create_target = p.take(boolean(o, "create_target", false));
         let use_checkpoints = p.take(boolean(o, "use_checkpoints", true));
@@ -265,7 +278,7 @@ impl Spec {
             filter,
             create_target_params,
             fields,
-            unmatched,
+            (unmatched, source_wins),
             (
                 continuous,
                 create_target,
@@ -288,7 +301,7 @@ impl Spec {
                 Some(filter),
                 Some(create_target_params),
                 Some(fields),
-                Some(unmatched),
+                (Some(unmatched), Some(source_wins)),
                 (
                     Some(continuous),
                     Some(create_target),
@@ -323,6 +336,7 @@ impl Spec {
                 use_bulk_get,
                 fields: fields.map(Arc::new),
                 unmatched,
+                source_wins,
             }),
             _ => Err(p.0),
         }

@@ -430,6 +430,31 @@ impl Sharing {
         Ok(false)
     }
 
+    /// `GET /_sharing/{id}/pending`: what each direction would send now (a preview of each
+    /// replication from its own checkpoint; nothing is written).
+    pub async fn pending(&self, id: &str, limit: usize) -> Res<Value> {
+        let docs = self.share_docs(id)?;
+        if docs.is_empty() {
+            return Err(ShareError::NotFound(format!("no share named {id:?}")));
+        }
+        let mut out = Map::new();
+        for d in docs {
+            let direction = if d["_id"] == push_id(id) {
+                "push"
+            } else {
+                "pull"
+            };
+            let mut one_shot = crate::scheduler::docs::definition(&d);
+            one_shot["continuous"] = json!(false);
+            let spec = Spec::parse(&one_shot).map_err(|e| ShareError::BadRequest(e.to_string()))?;
+            let p = crate::replicator::preview::preview(&spec, &self.env, None, limit)
+                .await
+                .map_err(|e| ShareError::Unreachable(e.to_string()))?;
+            out.insert(direction.into(), p);
+        }
+        Ok(Value::Object(out))
+    }
+
     /// `GET /_sharing` / `GET /_sharing/{id}`.
     pub fn describe(&self, id: &str) -> Res<Value> {
         let docs = self.share_docs(id)?;

@@ -770,6 +770,42 @@ impl Database {
     /// Whether any revision of this document was written here by an interactive edit (rather
     /// than only arriving by replication): what "received only" means when a share is
     /// stopped with purge.
+    /// Documents with more than one live leaf, in id order after `after`, at most `limit`:
+    /// each with its winning revision first and then the losing live leaves, as documents
+    /// (attachments as stubs). Deleted leaves are not conflicts, as in CouchDB's `_conflicts`.
+    pub fn conflicts(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<Value>)>> {
+        let mut out = Vec::new();
+        for item in self.docs_from(after.unwrap_or(""), false) {
+            let (id, rec) = item?;
+            if Some(id.as_str()) == after {
+                continue;
+            }
+            // `leaves()` lists the winner first.
+            let live: Vec<usize> = rec
+                .tree
+                .leaves()
+                .into_iter()
+                .filter(|&i| !rec.tree.node(i).deleted)
+                .collect();
+            if live.len() < 2 {
+                continue;
+            }
+            let docs = live
+                .into_iter()
+                .map(|i| self.doc_json(&id, &rec, i, &ReadOpts::default()))
+                .collect::<Result<Vec<_>>>()?;
+            out.push((id, docs));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     pub fn edited_locally(&self, id: &str) -> Result<bool> {
         Ok(self.record(id)?.is_some_and(|r| r.edited))
     }
