@@ -240,6 +240,16 @@ fn a_preview_creates_nothing_and_refuses_continuous() {
     );
     assert_eq!(second["docs"].as_array().unwrap().len(), 1, "{second}");
     assert_ne!(first["docs"][0]["id"], second["docs"][0]["id"]);
+    // "Since the last sync": after a real run, the preview starts at its checkpoint.
+    let run = json!({"source": "src", "target": "copy", "create_target": true});
+    replicate(&s, run.clone());
+    src.put(json!({"_id": "d", "public": true}));
+    let p = preview(&s, run);
+    assert_ne!(p["since"], json!(0), "{p}");
+    assert_eq!(
+        landing(&p),
+        BTreeMap::from([("d".to_owned(), "missing".to_owned())])
+    );
     // The same from the command line.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
         .args([
@@ -259,7 +269,7 @@ fn a_preview_creates_nothing_and_refuses_continuous() {
         String::from_utf8_lossy(&out.stderr)
     );
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(cli["counts"]["missing"], 2, "{cli}");
+    assert_eq!(cli["counts"]["missing"], 3, "{cli}");
     assert_eq!(
         areq(&s, "GET", "/elsewhere", None).0,
         404,
