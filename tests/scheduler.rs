@@ -592,3 +592,78 @@ fn credentials_stay_with_admins_and_out_of_status() {
     );
     assert_eq!(st, 403);
 }
+
+#[test]
+fn the_first_checkpoint_follows_the_first_batch() {
+    let s = common::start_admin();
+    areq(&s, "PUT", "/src", None);
+    put_docs(
+        &s,
+        "src",
+        (0..10).map(|i| json!({"_id": format!("d{i}")})).collect(),
+    );
+    // The default checkpoint_interval is 30 s: periodic checkpoints start 15-45 s in.
+    areq(
+        &s,
+        "PUT",
+        "/_replicator/early",
+        Some(&json!({"source": "src", "target": "dst", "create_target": true, "continuous": true})),
+    );
+    let checkpointed = wait_for(10, || {
+        let v = doc_status(&s, "early");
+        let seq = match &v["info"]["checkpointed_source_seq"] {
+            Value::String(s) => s.split('-').next().and_then(|n| n.parse().ok()),
+            n => n.as_u64(),
+        };
+        (seq >= Some(10)).then_some(v)
+    });
+    assert!(
+        checkpointed.is_some(),
+        "no checkpoint within 10 s of the first batch: {}",
+        doc_status(&s, "early")
+    );
+}
+
+#[test]
+fn a_job_whose_peer_fails_says_so_while_it_retries() {
+    let a = common::start_admin();
+    let b = common::start_admin();
+    let b_addr = b.addr.clone();
+    areq(&a, "PUT", "/src", None);
+    areq(&b, "PUT", "/dst", None);
+    areq(
+        &a,
+        "PUT",
+        "/_replicator/out",
+        Some(
+            &json!({"source": "src", "target": format!("http://{A}@{b_addr}/dst"), "continuous": true}),
+        ),
+    );
+    put_docs(&a, "src", vec![json!({"_id": "first"})]);
+    assert!(wait_for(30, || exists(&b, "dst", "first").then_some(())).is_some());
+    // The target goes away; the next write makes the job retry its requests.
+    let mut b = b;
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let dir = std::mem::replace(&mut b.dir, tempfile::tempdir().unwrap());
+    put_docs(&a, "src", vec![json!({"_id": "second"})]);
+    let troubled = wait_for(7, || {
+        let v = doc_status(&a, "out");
+        (v["state"] == "running" && v["info"]["error"].is_string()).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("no error shown while retrying: {}", doc_status(&a, "out")));
+    let reason = troubled["info"]["error"].as_str().unwrap();
+    assert!(
+        reason.contains(&b_addr) && !reason.contains(":pw@"),
+        "{reason}"
+    );
+    assert!(troubled["info"]["retries"].as_u64() >= Some(1));
+    // Back on the same port: the document arrives and the error is gone.
+    let b = Server::start_at(dir, &b_addr, &["--admin", A]);
+    assert!(wait_for(60, || exists(&b, "dst", "second").then_some(())).is_some());
+    let healthy = wait_for(30, || {
+        let v = doc_status(&a, "out");
+        (v["state"] == "running" && v["info"].get("error").is_none()).then_some(v)
+    });
+    assert!(healthy.is_some(), "{}", doc_status(&a, "out"));
+}

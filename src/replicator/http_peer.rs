@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -13,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::endpoint::Remote;
 use super::peer::{ChangeRow, ChangesPage, ChangesReq, DbMeta, Missing, PushFilter};
+use super::stats::JobState;
 use super::unmatched::Leaf;
 use super::{Endpoint, ReplError, Spec};
 
@@ -35,6 +37,8 @@ pub struct HttpPeer {
     /// Whether `_bulk_get` with ids only answers every leaf (CouchDB, settee) rather than
     /// the winner alone (PouchDB): learnt from the server's welcome once.
     bulk_get_all_leaves: tokio::sync::OnceCell<bool>,
+    /// The job whose status shows requests being retried.
+    report: Option<Arc<JobState>>,
 }
 
 /// A response read whole.
@@ -148,7 +152,11 @@ fn shared_client(connect_timeout: Duration) -> Result<reqwest::Client, ReplError
 }
 
 impl HttpPeer {
-    pub fn new(r: &Remote, spec: &Spec) -> Result<HttpPeer, ReplError> {
+    pub fn new(
+        r: &Remote,
+        spec: &Spec,
+        report: Option<Arc<JobState>>,
+    ) -> Result<HttpPeer, ReplError> {
         let name = Endpoint::Remote(r.clone()).redacted();
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -193,6 +201,7 @@ impl HttpPeer {
             selector_ok: AtomicBool::new(true),
             bulk_get_ok: AtomicBool::new(spec.use_bulk_get),
             bulk_get_all_leaves: tokio::sync::OnceCell::new(),
+            report,
         })
     }
 
@@ -257,9 +266,11 @@ impl HttpPeer {
             if let Some(b) = &body {
                 rb = rb.header(CONTENT_TYPE, "application/json").body(b.clone());
             }
+            let mut hint = None;
             let res = match rb.send().await {
                 Ok(resp) => {
                     let status = resp.status();
+                    hint = retry_after(resp.headers());
                     match read_capped(resp).await {
                         Ok(body) => Ok(Reply { status, body }),
                         Err(ReadError::Transport(e)) => Err(e),
@@ -281,7 +292,10 @@ impl HttpPeer {
                     if !(r.status.is_server_error()
                         || r.status == StatusCode::TOO_MANY_REQUESTS) =>
                 {
-                    return Ok(r)
+                    if let Some(st) = &self.report {
+                        st.clear_trouble();
+                    }
+                    return Ok(r);
                 }
                 Ok(r) if attempt >= self.retries => {
                     return Err(ReplError::Http {
@@ -301,8 +315,12 @@ impl HttpPeer {
                 Err(e) => e,
             };
             tracing::debug!(endpoint = %self.name, request = %what, reason = %retry_reason, "retrying");
+            if let Some(st) = &self.report {
+                st.note_retry(format!("{}: {what}: {retry_reason}", self.name));
+            }
             attempt += 1;
-            tokio::time::sleep(delay).await;
+            // A 429 or 503 may say when to come back (at most a minute is waited for).
+            tokio::time::sleep(hint.map_or(delay, |h| h.min(Duration::from_secs(60)))).await;
             delay = (delay * 2).min(Duration::from_secs(10));
         }
     }
@@ -911,4 +929,16 @@ impl HttpPeer {
 struct BulkDocs<'a> {
     new_edits: bool,
     docs: &'a [Value],
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by CouchDB-compatible servers).
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = h
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
 }

@@ -114,8 +114,11 @@ pub async fn run(
     // the start-up at once instead of waiting for a peer that accepted the connection and
     // never answers.
     let setup = async {
-        let (source, smeta) = Peer::open(&spec.source, env, spec, false).await?;
-        let (target, tmeta) = Peer::open(&spec.target, env, spec, spec.create_target).await?;
+        let report = Some(state.clone());
+        let (source, smeta) =
+            Peer::open_for(&spec.source, env, spec, false, report.clone()).await?;
+        let (target, tmeta) =
+            Peer::open_for(&spec.target, env, spec, spec.create_target, report).await?;
         if spec.unmatched == Unmatched::Purge {
             // Found now, not at the first document that stops matching.
             target.purge(Vec::new()).await?;
@@ -188,8 +191,8 @@ pub async fn run(
     }
     drop(done_tx);
 
-    // The first checkpoint comes at a random point between half an interval and one and a half:
-    // jobs started together (a server restart, a bulk write to `_replicator`) would
+    // Periodic checkpoints start at a random point between half an interval and one and a
+    // half: jobs started together (a server restart, a bulk write to `_replicator`) would
     // otherwise all checkpoint in the same instant, forever, and each checkpoint is four
     // flushed writes; a thousand at once held real changes up for a second.
     let first = spec
@@ -199,6 +202,11 @@ pub async fn run(
         tokio::time::Instant::now() + first,
         spec.checkpoint_interval,
     );
+    // Besides, one checkpoint comes within a second of the first batch written (jittered, so
+    // jobs still do not line up): a crash before the first periodic one would otherwise redo
+    // everything the run had copied.
+    let mut early: Option<tokio::time::Instant> = None;
+    let mut early_done = false;
     let mut next_batch = 0u64;
     let mut finished: BTreeMap<u64, Value> = BTreeMap::new();
     let mut total: Option<u64> = None;
@@ -216,6 +224,17 @@ pub async fn run(
                 }
                 let through = job.through.clone();
                 state.update(|p| p.through_seq = through);
+                if !early_done && early.is_none() && job.through != job.committed {
+                    let jitter = Duration::from_secs_f64(rand::random::<f64>());
+                    early = Some(tokio::time::Instant::now() + jitter);
+                }
+            }
+            _ = async { if let Some(at) = early { tokio::time::sleep_until(at).await } }, if early.is_some() => {
+                early = None;
+                early_done = true;
+                if let Err(e) = job.checkpoint().await {
+                    break Err(e);
+                }
             }
             joined = tasks.join_next(), if !tasks.is_empty() => match joined {
                 Some(Ok(Ok(Some(n)))) => total = Some(n),

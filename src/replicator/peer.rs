@@ -2,12 +2,14 @@
 //! Both kinds speak in the JSON shapes of CouchDB's HTTP API, so the pipeline cannot tell them
 //! apart.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::http_peer::HttpPeer;
 use super::local_peer::LocalPeer;
+use super::stats::JobState;
 use super::unmatched::Leaf;
 use super::{Endpoint, Env, ReplError, Spec};
 use crate::mango::Selector;
@@ -81,9 +83,20 @@ impl Peer {
         spec: &Spec,
         create: bool,
     ) -> Result<(Peer, DbMeta), ReplError> {
+        Peer::open_for(ep, env, spec, create, None).await
+    }
+
+    /// [`Peer::open`] for a job: requests being retried show in its state.
+    pub async fn open_for(
+        ep: &Endpoint,
+        env: &Env,
+        spec: &Spec,
+        create: bool,
+        state: Option<Arc<JobState>>,
+    ) -> Result<(Peer, DbMeta), ReplError> {
         let peer = match ep {
             Endpoint::Local(db) => Peer::Local(LocalPeer::new(env, db)?),
-            Endpoint::Remote(r) => Peer::Http(Box::new(HttpPeer::new(r, spec)?)),
+            Endpoint::Remote(r) => Peer::Http(Box::new(HttpPeer::new(r, spec, state)?)),
         };
         let meta = match peer.info().await {
             Err(ReplError::DbNotFound { .. }) if create => {

@@ -134,11 +134,33 @@ fn note(list: &mut Vec<String>, ids: Vec<String>) {
 pub struct JobState {
     pub stats: Stats,
     pub progress: Mutex<Progress>,
+    /// Set while requests to a peer are failing and being retried: the reason (credentials
+    /// redacted) and how many retries so far; cleared by the next request that succeeds.
+    trouble: Mutex<Option<(String, u64)>>,
+    troubled: std::sync::atomic::AtomicBool,
 }
 
 impl JobState {
     pub fn progress(&self) -> Progress {
         self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// A request failed and is being retried.
+    pub fn note_retry(&self, reason: String) {
+        if let Ok(mut t) = self.trouble.lock() {
+            let n = t.as_ref().map_or(0, |(_, n)| *n);
+            *t = Some((reason, n + 1));
+            self.troubled.store(true, Relaxed);
+        }
+    }
+
+    /// A request succeeded: the job is healthy again.
+    pub fn clear_trouble(&self) {
+        if self.troubled.swap(false, Relaxed) {
+            if let Ok(mut t) = self.trouble.lock() {
+                *t = None;
+            }
+        }
     }
 
     pub fn update(&self, f: impl FnOnce(&mut Progress)) {
@@ -163,6 +185,10 @@ impl JobState {
         }
         if !p.loops.is_empty() {
             v["loops"] = json!(p.loops);
+        }
+        if let Some((reason, n)) = self.trouble.lock().ok().and_then(|t| t.clone()) {
+            v["error"] = json!(reason);
+            v["retries"] = json!(n);
         }
         v
     }

@@ -139,6 +139,20 @@ pub struct Scheduler {
     stopping: Mutex<std::collections::HashSet<u64>>,
 }
 
+/// A run at least this long counts as healthy: a crash after it starts the backoff afresh,
+/// as CouchDB forgets errors after a healthy period.
+const HEALTHY_RUN: Duration = Duration::from_secs(120);
+
+/// The consecutive crash count after a run of `ran` that crashed: one again after a healthy
+/// run (a peer that failed for a moment hours ago must not slow today's retry), else one more.
+fn crashes_after(before: u32, ran: Duration) -> u32 {
+    if ran >= HEALTHY_RUN {
+        1
+    } else {
+        before.saturating_add(1)
+    }
+}
+
 fn backoff(cfg: &SchedulerConfig, crashes: u32) -> Duration {
     let factor = 1u32 << crashes.saturating_sub(1).min(16);
     (cfg.backoff_base * factor).min(cfg.backoff_cap)
@@ -610,7 +624,11 @@ impl Scheduler {
                     }
                     return;
                 }
-                j.consecutive_crashes += 1;
+                let ran = match &j.phase {
+                    Phase::Running { since, .. } => since.elapsed(),
+                    _ => Duration::ZERO,
+                };
+                j.consecutive_crashes = crashes_after(j.consecutive_crashes, ran);
                 let wait = backoff(&self.cfg, j.consecutive_crashes);
                 j.push("crashed", Some(reason.clone()));
                 tracing::info!(job = %j.id, retry_in_ms = wait.as_millis() as u64, reason = %reason, "replication crashed");
@@ -669,5 +687,28 @@ fn stop(j: Job, stopping: &Mutex<std::collections::HashSet<u64>>) {
     }
     if let Origin::Transient(Some(tx)) = j.origin {
         let _ = tx.send(Err(ReplError::Internal("cancelled".into())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_and_starts_afresh_after_a_healthy_run() {
+        let cfg = SchedulerConfig::default();
+        let mut crashes = 0;
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            crashes = crashes_after(crashes, Duration::from_secs(5));
+            waits.push(backoff(&cfg, crashes).as_secs());
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16]);
+        // Five outages hours apart: every one is retried after the first delay.
+        for _ in 0..5 {
+            crashes = crashes_after(crashes, Duration::from_secs(3 * 3600));
+            assert_eq!(backoff(&cfg, crashes), Duration::from_secs(1));
+        }
+        assert_eq!(backoff(&cfg, 40), cfg.backoff_cap);
     }
 }
