@@ -208,7 +208,7 @@ pub fn doc_check(path: &std::path::Path) -> Res<bool> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let doc: Value = serde_json::from_str(&text)
         .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
-    let mut problems = Spec::problems(&doc);
+    let mut problems = crate::scheduler::docs::problems(&doc);
     if doc.get("_rev").is_some() {
         problems.push("`_rev` is set: a new document must not carry one (CouchDB answers conflict); remove it".into());
     }

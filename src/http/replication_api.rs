@@ -66,6 +66,14 @@ pub async fn replicate(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
             ))),
         };
     }
+    if let Some(k) = crate::replicator::spec::DOCUMENT_ONLY_KEYS
+        .iter()
+        .find(|k| body.get(**k).is_some())
+    {
+        return Err(ApiError::bad_request(format!(
+            "`{k}` works in a _replicator document, where the scheduler keeps it; /_replicate runs once, now"
+        )));
+    }
     let spec = Spec::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (id, done) = ctx
         .scheduler

@@ -127,8 +127,22 @@ const COUCHDB_KEYS: &[&str] = &[
 ];
 
 /// settee's own options. `meta` holds whatever the user wants to note; `settee_share` is
-/// written by `/_sharing`.
-pub const SETTEE_KEYS: &[&str] = &["fields", "unmatched", "resolve", "meta", "settee_share"];
+/// written by `/_sharing`. `schedule`, `timezone`, `retry` and `notify` are the scheduler's
+/// (checked by `scheduler::docs::validate`; a `/_replicate` call refuses them).
+pub const SETTEE_KEYS: &[&str] = &[
+    "fields",
+    "unmatched",
+    "resolve",
+    "meta",
+    "settee_share",
+    "schedule",
+    "timezone",
+    "retry",
+    "notify",
+];
+
+/// The options only a `_replicator` document can use.
+pub const DOCUMENT_ONLY_KEYS: &[&str] = &["schedule", "timezone", "retry", "notify"];
 
 /// The known member closest to a misspelt one, if it is close enough to be a typo.
 fn near_miss(k: &str) -> Option<&'static str> {

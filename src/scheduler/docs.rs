@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::options;
 use crate::replicator::{Filter, Spec, SpecError};
 
 /// The replicator database. Any database named so holds replication documents.
@@ -37,9 +38,36 @@ pub fn needs_validation(doc: &Value) -> bool {
         || doc.get("_replication_state").and_then(Value::as_str) == Some("failed"))
 }
 
-/// Validates a replication document exactly as the scheduler will parse it.
+/// Validates a replication document exactly as the scheduler will parse it: the replication
+/// and its scheduling options, every problem named.
 pub fn validate(doc: &Value) -> Result<Spec, SpecError> {
+    let p = problems(doc);
+    if !p.is_empty() {
+        return Err(SpecError(p.join("; ")));
+    }
     Spec::parse(doc)
+}
+
+/// Every problem of a replication document (`settee doc check` lists them all).
+pub fn problems(doc: &Value) -> Vec<String> {
+    let mut p = Spec::problems(doc);
+    if let Some(o) = doc.as_object() {
+        let continuous = o.get("continuous") == Some(&Value::Bool(true));
+        if let Err(more) = options::parse(o, continuous) {
+            p.extend(more);
+        }
+    }
+    p
+}
+
+/// The scheduling options of a valid document (none when it has none or is invalid).
+pub fn options_of(doc: &Value) -> options::DocOptions {
+    doc.as_object()
+        .and_then(|o| {
+            let continuous = o.get("continuous") == Some(&Value::Bool(true));
+            options::parse(o, continuous).ok()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether a replication document has a field list, read from its JSON without parsing it.

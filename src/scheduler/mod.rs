@@ -9,6 +9,7 @@
 //! (with a final checkpoint) on shutdown.
 
 pub mod docs;
+pub mod options;
 pub mod status;
 
 use std::collections::{BTreeMap, VecDeque};
