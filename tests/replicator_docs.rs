@@ -196,6 +196,16 @@ fn every_example_moves_the_right_documents() {
         rewritten["source"] = json!(format!("{base}/{src}"));
         rewritten["target"] = json!(format!("{base}/{dst}"));
         rewritten["create_target"] = json!(true);
+        if sample["scheduled"] == true {
+            // A scheduled example runs at its due time, not on creation; a last run long ago
+            // makes it due now (a run missed while the server was down). Its webhook is
+            // dropped: nothing here may call out of the machine.
+            rewritten["_replication_state"] = json!("scheduled");
+            rewritten["_replication_state_time"] = json!("2020-01-01T00:00:00Z");
+            if let Some(o) = rewritten.as_object_mut() {
+                o.remove("notify");
+            }
+        }
         let path = work.path().join(&name);
         std::fs::write(&path, rewritten.to_string()).unwrap();
         let (ok, text) = settee(&["doc", "apply", path.to_str().unwrap(), "--server", &base]);

@@ -104,6 +104,8 @@ pub struct Progress {
     /// Documents not sent because they were projections of the target's own revisions
     /// (a field list in both directions; the newest few).
     pub loops: Vec<String>,
+    /// The last delivery to each webhook of the job's document (`notify`).
+    pub notifications: Vec<Value>,
 }
 
 impl Progress {
@@ -154,6 +156,11 @@ impl JobState {
         }
     }
 
+    /// Whether requests to a peer are failing right now.
+    pub fn is_troubled(&self) -> bool {
+        self.troubled.load(Relaxed)
+    }
+
     /// A request succeeded: the job is healthy again.
     pub fn clear_trouble(&self) {
         if self.troubled.swap(false, Relaxed) {
@@ -185,6 +192,9 @@ impl JobState {
         }
         if !p.loops.is_empty() {
             v["loops"] = json!(p.loops);
+        }
+        if !p.notifications.is_empty() {
+            v["notifications"] = json!(p.notifications);
         }
         if let Some((reason, n)) = self.trouble.lock().ok().and_then(|t| t.clone()) {
             v["error"] = json!(reason);

@@ -9,6 +9,7 @@
 //! (with a final checkpoint) on shutdown.
 
 pub mod docs;
+pub mod notify;
 pub mod options;
 pub mod status;
 
@@ -23,6 +24,7 @@ use tokio::task::JoinSet;
 use crate::replicator::{self, id::replication_id, Env, JobState, Outcome, ReplError, Spec};
 use crate::store::{ReadOpts, Store};
 use docs::REPLICATOR_DB;
+use options::{DocOptions, Transition};
 
 /// CouchDB's `[replicator]` knobs.
 #[derive(Clone, Debug)]
@@ -61,6 +63,11 @@ pub enum Phase {
         retry_at: Instant,
         reason: String,
     },
+    /// A scheduled document between runs: it starts again at `at`.
+    Waiting {
+        until: Instant,
+        at: SystemTime,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +100,14 @@ pub struct Job {
     pub started: Option<SystemTime>,
     /// Bumped at each start, so an ending from an older run is recognised.
     generation: u64,
+    /// `schedule`, `retry` and `notify` of its document.
+    pub opts: DocOptions,
+    /// Failed attempts in a row under a `retry` policy.
+    failures: u32,
+    /// A scheduled job's last run: `state`, `reason`, `stats`, `at`.
+    pub last_run: Option<Value>,
+    /// The last transition notified, so each change of state is told once.
+    notified: Option<Transition>,
 }
 
 /// A document of `_replicator` as the scheduler sees it.
@@ -138,6 +153,8 @@ pub struct Scheduler {
     starts: std::sync::atomic::AtomicU64,
     /// Generations of removed jobs whose tasks have not ended yet.
     stopping: Mutex<std::collections::HashSet<u64>>,
+    notifier: notify::Notifier,
+    notify_rx: Mutex<Option<mpsc::Receiver<notify::Delivery>>>,
 }
 
 /// A run at least this long counts as healthy: a crash after it starts the backoff afresh,
@@ -183,13 +200,40 @@ impl Job {
             Phase::Running { .. } => "running",
             Phase::Crashing { .. } => "crashing",
             Phase::Pending => "pending",
+            Phase::Waiting { .. } => "scheduled",
         }
+    }
+
+    /// When a scheduled job runs next (`None` for others, or while it runs).
+    pub fn next_run(&self) -> Option<SystemTime> {
+        match &self.phase {
+            Phase::Waiting { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// Waits until the schedule's next due time (or stays pending if it has none).
+    fn wait_for_schedule(&mut self, last_run_at: Option<SystemTime>) {
+        let now = SystemTime::now();
+        let next = self
+            .opts
+            .schedule
+            .as_ref()
+            .and_then(|s| s.next_run(last_run_at, now));
+        self.phase = match next {
+            Some(at) if at > now => Phase::Waiting {
+                until: Instant::now() + at.duration_since(now).unwrap_or_default(),
+                at,
+            },
+            _ => Phase::Pending,
+        };
     }
 }
 
 impl Scheduler {
     pub fn new(store: Arc<Store>, cfg: SchedulerConfig) -> Arc<Scheduler> {
         let (kick, kick_rx) = mpsc::channel(1);
+        let (notifier, notify_rx) = notify::Notifier::new();
         Arc::new(Scheduler {
             env: Env {
                 store: Some(store.clone()),
@@ -202,6 +246,8 @@ impl Scheduler {
             kick_rx: Mutex::new(Some(kick_rx)),
             starts: Default::default(),
             stopping: Default::default(),
+            notifier,
+            notify_rx: Mutex::new(Some(notify_rx)),
         })
     }
 
@@ -304,6 +350,10 @@ impl Scheduler {
             added: SystemTime::now(),
             started: None,
             generation: 0,
+            opts: DocOptions::default(),
+            failures: 0,
+            last_run: None,
+            notified: None,
         };
         j.push("added", None);
         j
@@ -315,6 +365,13 @@ impl Scheduler {
         };
         let (end_tx, mut end_rx) = mpsc::channel::<Ended>(64);
         let mut running: JoinSet<()> = JoinSet::new();
+        // Notifications are delivered by a task of their own, ended with the scheduler.
+        let notifications = self
+            .notify_rx
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .map(|rx| tokio::spawn(notify::deliver_all(rx)));
         let mut repdb = match self.store.ensure_db(REPLICATOR_DB) {
             Ok(db) => db,
             Err(e) => {
@@ -384,6 +441,9 @@ impl Scheduler {
                 r = running.join_next() => if r.is_none() { break },
                 _ = &mut deadline => { running.abort_all(); }
             }
+        }
+        if let Some(n) = notifications {
+            n.abort();
         }
     }
 
@@ -464,7 +524,19 @@ impl Scheduler {
                 }
                 entry.state = DocState::Scheduled(id.clone());
                 st.docs.insert(doc_id.to_owned(), entry);
-                let job = self.new_job(id.clone(), spec, Origin::Doc(doc_id.to_owned()));
+                let mut job = self.new_job(id.clone(), spec, Origin::Doc(doc_id.to_owned()));
+                job.opts = docs::options_of(&doc);
+                if job.opts.schedule.is_some() {
+                    // Not on creation: at each due time, and once now for a run missed
+                    // while the server was down.
+                    job.last_run = last_run_of(&doc);
+                    let last_at = job
+                        .last_run
+                        .as_ref()
+                        .and_then(|l| l["at"].as_str())
+                        .and_then(parse_time);
+                    job.wait_for_schedule(last_at);
+                }
                 st.jobs.insert(id, job);
             }
         }
@@ -481,6 +553,17 @@ impl Scheduler {
     ) {
         let mut st = self.lock();
         let now = Instant::now();
+        // A job that crashed and has now run a while with no request failing has recovered.
+        for j in st.jobs.values_mut() {
+            if let Phase::Running { since, .. } = &j.phase {
+                if j.notified == Some(Transition::Crashing)
+                    && since.elapsed() >= Duration::from_secs(2)
+                    && !j.state.is_troubled()
+                {
+                    self.notify(j, Transition::Recovered, None);
+                }
+            }
+        }
         let mut n_running = st
             .jobs
             .values()
@@ -489,6 +572,7 @@ impl Scheduler {
         let eligible = |j: &Job| match &j.phase {
             Phase::Pending => true,
             Phase::Crashing { retry_at, .. } => *retry_at <= now,
+            Phase::Waiting { until, .. } => *until <= now,
             Phase::Running { .. } => false,
         };
         let waiting = st.jobs.values().filter(|j| eligible(j)).count();
@@ -576,11 +660,29 @@ impl Scheduler {
         if j.generation != e.generation || !matches!(j.phase, Phase::Running { .. }) {
             return;
         }
+        let ran = match &j.phase {
+            Phase::Running { since, .. } => since.elapsed(),
+            _ => Duration::ZERO,
+        };
+        let doc_id = j.doc_id().map(str::to_owned);
         match e.result {
             Ok(out) if out.cancelled => {
                 j.phase = Phase::Pending;
             }
+            // A scheduled run completed: recorded, and the job waits for its next time.
+            Ok(_) if j.opts.schedule.is_some() => {
+                j.failures = 0;
+                j.push("stopped", None);
+                let stats = self.last_run(j, "completed", None);
+                self.notify(j, Transition::Completed, None);
+                j.wait_for_schedule(Some(SystemTime::now()));
+                drop(st);
+                if let Some(d) = doc_id {
+                    self.write_back(&d, "scheduled", None, Some(stats));
+                }
+            }
             Ok(out) => {
+                self.notify(j, Transition::Completed, None);
                 let Some(mut j) = st.jobs.remove(&e.id) else {
                     return;
                 };
@@ -605,7 +707,27 @@ impl Scheduler {
             Err(err) => {
                 let reason = err.to_string();
                 let transient_oneshot = matches!(j.origin, Origin::Transient(Some(_)));
-                if err.is_permanent() || transient_oneshot {
+                // Under a `retry` policy: `count` retries `interval` apart, then the run has
+                // failed (a scheduled one waits for its next time).
+                let retry = j.opts.retry.map(|r| {
+                    j.failures += 1;
+                    r.again_after(j.failures)
+                });
+                let exhausted = retry == Some(None);
+                if exhausted && j.opts.schedule.is_some() {
+                    j.failures = 0;
+                    j.push("crashed", Some(reason.clone()));
+                    let stats = self.last_run(j, "failed", Some(&reason));
+                    self.notify(j, Transition::Failed, Some(&reason));
+                    j.wait_for_schedule(Some(SystemTime::now()));
+                    drop(st);
+                    if let Some(d) = doc_id {
+                        self.write_back(&d, "scheduled", Some(&reason), Some(stats));
+                    }
+                    return;
+                }
+                if err.is_permanent() || transient_oneshot || exhausted {
+                    self.notify(j, Transition::Failed, Some(&reason));
                     let Some(mut j) = st.jobs.remove(&e.id) else {
                         return;
                     };
@@ -625,13 +747,15 @@ impl Scheduler {
                     }
                     return;
                 }
-                let ran = match &j.phase {
-                    Phase::Running { since, .. } => since.elapsed(),
-                    _ => Duration::ZERO,
+                let wait = match retry {
+                    Some(Some(interval)) => interval,
+                    _ => {
+                        j.consecutive_crashes = crashes_after(j.consecutive_crashes, ran);
+                        backoff(&self.cfg, j.consecutive_crashes)
+                    }
                 };
-                j.consecutive_crashes = crashes_after(j.consecutive_crashes, ran);
-                let wait = backoff(&self.cfg, j.consecutive_crashes);
                 j.push("crashed", Some(reason.clone()));
+                self.notify(j, Transition::Crashing, Some(&reason));
                 tracing::info!(job = %j.id, retry_in_ms = wait.as_millis() as u64, reason = %reason, "replication crashed");
                 j.phase = Phase::Crashing {
                     retry_at: Instant::now() + wait,
@@ -639,6 +763,40 @@ impl Scheduler {
                 };
             }
         }
+    }
+
+    /// Records a scheduled job's run in its status; returns the `_replication_stats` the
+    /// document keeps (with `run_state`), read back at start-up by [`last_run_of`].
+    fn last_run(&self, j: &mut Job, state: &str, reason: Option<&str>) -> Value {
+        let mut stats = j.state.stats.snapshot().to_json();
+        j.last_run = Some(json!({
+            "state": state,
+            "reason": reason,
+            "stats": stats.clone(),
+            "at": replicator::checkpoint::iso8601(SystemTime::now()),
+        }));
+        stats["run_state"] = json!(state);
+        stats
+    }
+
+    /// Tells the job's webhooks about a transition, once per change of state.
+    fn notify(&self, j: &mut Job, t: Transition, reason: Option<&str>) {
+        if j.opts.notify.is_empty() || !t.is_news(j.notified) {
+            return;
+        }
+        j.notified = Some(t);
+        let body = json!({
+            "replication_id": j.id,
+            "doc_id": j.doc_id(),
+            "database": j.doc_id().map(|_| REPLICATOR_DB),
+            "state": t.as_str(),
+            "reason": reason,
+            "source": j.spec.source.redacted(),
+            "target": j.spec.target.redacted(),
+            "stats": j.state.stats.snapshot().to_json(),
+            "at": replicator::checkpoint::iso8601(SystemTime::now()),
+        });
+        self.notifier.send(&j.opts.notify, t, body, &j.state);
     }
 
     /// Records a terminal state in the document, as CouchDB 3.x does, without touching the
@@ -689,6 +847,31 @@ fn stop(j: Job, stopping: &Mutex<std::collections::HashSet<u64>>) {
     if let Origin::Transient(Some(tx)) = j.origin {
         let _ = tx.send(Err(ReplError::Internal("cancelled".into())));
     }
+}
+
+/// An RFC 3339 time as the scheduler writes it.
+fn parse_time(s: &str) -> Option<SystemTime> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc).into())
+}
+
+/// A scheduled document's last run, from the state fields the scheduler wrote
+/// (`_replication_state: "scheduled"`, its time, reason and stats with `run_state`).
+fn last_run_of(doc: &Value) -> Option<Value> {
+    if doc.get("_replication_state")?.as_str()? != "scheduled" {
+        return None;
+    }
+    let stats = doc
+        .get("_replication_stats")
+        .cloned()
+        .unwrap_or(Value::Null);
+    Some(json!({
+        "state": stats.get("run_state").cloned().unwrap_or(Value::Null),
+        "reason": doc.get("_replication_state_reason").cloned().unwrap_or(Value::Null),
+        "stats": stats,
+        "at": doc.get("_replication_state_time")?.clone(),
+    }))
 }
 
 #[cfg(test)]

@@ -89,6 +89,10 @@ pub fn doc_json(st: &State, d: &DocEntry) -> Value {
                     if let Some(o) = j.spec.settee_options() {
                         v["settee"] = o;
                     }
+                    if j.opts.schedule.is_some() {
+                        v["info"]["last_run"] = j.last_run.clone().unwrap_or(Value::Null);
+                        v["info"]["next_run"] = json!(j.next_run().map(iso8601));
+                    }
                 }
                 None => v["state"] = json!("initializing"),
             }

@@ -1,0 +1,275 @@
+//! When replications run and who hears about them, with the seeds' scenarios: DHIS2 (a
+//! scheduled pull of the central server's metadata and push of local data, a central server
+//! that is down exhausting `retry` and reporting the failure, the next run succeeding and
+//! reporting that) and Directus (a remote that rejects writes notifies the webhook, and says
+//! so again when it recovers). Webhooks are received by a small HTTP listener in the test.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{areq, get_doc, put_doc, wait_for, Server};
+use serde_json::{json, Value};
+
+/// A webhook receiver on a free loopback port: every POSTed JSON body arrives on the channel.
+fn webhook() -> (String, mpsc::Receiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let l = line.to_ascii_lowercase();
+                if let Some(v) = l.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn free_addr() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+fn status(s: &Server, id: &str) -> Value {
+    areq(
+        s,
+        "GET",
+        &format!("/_scheduler/docs/_replicator/{id}"),
+        None,
+    )
+    .1
+}
+
+fn next_notification(rx: &mpsc::Receiver<Value>, state: &str) -> Value {
+    loop {
+        let v = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no {state} notification"));
+        if v["state"] == state {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn dhis2_scheduled_sync_retries_then_reports_failure_and_success() {
+    let local = common::start_admin();
+    let central_addr = free_addr();
+    let (hook, notes) = webhook();
+    areq(&local, "PUT", "/_replicator", None);
+    areq(&local, "PUT", "/datavalues", None);
+    put_doc(
+        &local,
+        "datavalues",
+        json!({"_id": "dv-1", "ou": "field-a", "value": 7}),
+    );
+    let central = |db: &str| format!("http://{}@{central_addr}/{db}", common::ADMIN);
+    // Daily, as DHIS2's metadata sync; its last run was long ago, so it is due at start-up.
+    let pull = |meta: Value, rev: Option<&str>| {
+        let mut d = json!({"_id": "metadata-pull", "source": central("metadata"), "target": "metadata",
+            "create_target": true, "schedule": "@daily", "timezone": "UTC", "retries_per_request": 0,
+            "retry": {"count": 2, "interval": "1s"},
+            "notify": [{"url": hook, "headers": {"X-Token": "s3cret-token"}, "on": ["failed", "completed"]}],
+            "_replication_state": "scheduled", "_replication_state_time": "2020-01-01T00:00:00Z",
+            "meta": meta});
+        if let Some(r) = rev {
+            d["_rev"] = json!(r);
+        }
+        put_doc(&local, "_replicator", d)
+    };
+    let rev = pull(json!({"note": "central metadata, daily"}), None);
+
+    // The central server is down: three attempts (one and two retries), then the failure.
+    let failed = next_notification(&notes, "failed");
+    assert_eq!(failed["doc_id"], "metadata-pull");
+    assert!(
+        failed["reason"].as_str().unwrap().contains(&central_addr),
+        "{failed}"
+    );
+    assert!(
+        !failed.to_string().contains(":pw@"),
+        "credentials redacted: {failed}"
+    );
+    let st = wait_for(10, || {
+        let v = status(&local, "metadata-pull");
+        (v["state"] == "scheduled" && v["info"]["last_run"]["state"] == "failed").then_some(v)
+    })
+    .unwrap_or_else(|| panic!("{}", status(&local, "metadata-pull")));
+    assert!(
+        st["info"]["next_run"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00Z"),
+        "{st}"
+    );
+    assert!(
+        !st.to_string().contains("s3cret-token"),
+        "headers redacted in status: {st}"
+    );
+    let jobs = areq(&local, "GET", "/_scheduler/jobs", None).1;
+    let history: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|j| j["history"].as_array().unwrap().iter())
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(
+        history.iter().filter(|t| **t == "crashed").count(),
+        3,
+        "{history:?}"
+    );
+    assert_eq!(get_doc(&local, "metadata", "de-1").0, 404);
+
+    // The central server is back; the next run (forced here by editing the document with
+    // an old last run, as a missed run at start-up would be) succeeds and says so.
+    let c = Server::start_at(
+        tempfile::tempdir().unwrap(),
+        &central_addr,
+        &["--admin", common::ADMIN],
+    );
+    areq(&c, "PUT", "/metadata", None);
+    areq(&c, "PUT", "/datavalues", None);
+    put_doc(
+        &c,
+        "metadata",
+        json!({"_id": "de-1", "type": "dataElement", "name": "Malaria cases"}),
+    );
+    let (_, doc) = get_doc(&local, "_replicator", "metadata-pull");
+    pull(
+        json!({"note": "central metadata, daily", "edited": true}),
+        doc["_rev"].as_str().or(Some(&rev)),
+    );
+    let done = next_notification(&notes, "completed");
+    assert_eq!(done["stats"]["docs_written"], 1, "{done}");
+    assert_eq!(
+        get_doc(&local, "metadata", "de-1").1["name"],
+        "Malaria cases"
+    );
+    let st = wait_for(10, || {
+        let v = status(&local, "metadata-pull");
+        (v["state"] == "scheduled" && v["info"]["last_run"]["state"] == "completed").then_some(v)
+    });
+    assert!(st.is_some(), "{}", status(&local, "metadata-pull"));
+    let (_, stored) = get_doc(&local, "_replicator", "metadata-pull");
+    assert_eq!(
+        stored["_replication_state"], "scheduled",
+        "never a final state: {stored}"
+    );
+
+    // Local data goes the other way on its own schedule, and does not run on creation.
+    put_doc(
+        &local,
+        "_replicator",
+        json!({"_id": "data-push", "source": "datavalues", "target": central("datavalues"),
+            "schedule": "0 2 * * *", "selector": {"ou": "field-a"}}),
+    );
+    // A sentinel replication written after it completes; the scheduled one has not run.
+    let (st, v) = areq(
+        &local,
+        "POST",
+        "/_replicate",
+        Some(
+            &json!({"source": "datavalues", "target": central("sentinel"), "create_target": true}),
+        ),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(get_doc(&c, "sentinel", "dv-1").0, 200);
+    assert_eq!(
+        get_doc(&c, "datavalues", "dv-1").0,
+        404,
+        "a schedule does not run on creation"
+    );
+    let st = status(&local, "data-push");
+    assert_eq!(st["state"], "scheduled", "{st}");
+    assert!(
+        st["info"]["next_run"]
+            .as_str()
+            .unwrap()
+            .contains("T02:00:00"),
+        "{st}"
+    );
+}
+
+#[test]
+fn directus_a_remote_that_rejects_writes_notifies_and_then_recovers() {
+    let one = common::start_admin();
+    let two = common::start_admin();
+    let (hook, notes) = webhook();
+    areq(&one, "PUT", "/directus", None);
+    areq(&two, "PUT", "/directus", None);
+    // The sync user may not write into instance two's database yet.
+    areq(
+        &two,
+        "PUT",
+        "/_users/org.couchdb.user:sync",
+        Some(&json!({"name": "sync", "password": "pw", "roles": [], "type": "user"})),
+    );
+    areq(
+        &two,
+        "PUT",
+        "/directus/_security",
+        Some(&json!({"members": {"names": ["someone-else"]}})),
+    );
+    put_doc(
+        &one,
+        "directus",
+        json!({"_id": "a1", "collection": "articles", "title": "T"}),
+    );
+    areq(&one, "PUT", "/_replicator", None);
+    put_doc(
+        &one,
+        "_replicator",
+        json!({"_id": "to-two", "source": "directus", "target": format!("http://sync:pw@{}/directus", two.addr),
+            "continuous": true, "selector": {"collection": "articles"}, "retries_per_request": 0,
+            "notify": [{"url": hook, "on": ["crashing", "recovered", "failed"]}]}),
+    );
+    let crashing = next_notification(&notes, "crashing");
+    assert_eq!(crashing["doc_id"], "to-two");
+    assert!(!crashing.to_string().contains("sync:pw"), "{crashing}");
+    // Permission granted: the job comes back and says so, once.
+    areq(
+        &two,
+        "PUT",
+        "/directus/_security",
+        Some(&json!({"members": {"names": ["sync"]}})),
+    );
+    let recovered = next_notification(&notes, "recovered");
+    assert_eq!(recovered["doc_id"], "to-two");
+    assert!(wait_for(30, || (get_doc(&two, "directus", "a1").0 == 200)
+        .then_some(()))
+    .is_some());
+    let delivered = wait_for(10, || {
+        let v = status(&one, "to-two");
+        v["info"]["notifications"]
+            .as_array()
+            .and_then(|n| n.iter().find(|x| x["transition"] == "recovered").cloned())
+    });
+    assert_eq!(delivered.expect("the delivery is shown")["ok"], true);
+}
