@@ -42,6 +42,17 @@ enum Command {
         /// Most jobs started or stopped per rotation.
         #[arg(long, env = "SETTEE_MAX_CHURN", default_value_t = 20)]
         max_churn: usize,
+        /// SMTP relay for e-mail notifications: smtp://[user:pass@]host[:port] (plain, or
+        /// STARTTLS with ?tls=required) or smtps://… (TLS).
+        #[arg(long, env = "SETTEE_SMTP_URL")]
+        smtp_url: Option<String>,
+        /// Sender of e-mail notifications.
+        #[arg(
+            long,
+            env = "SETTEE_SMTP_FROM",
+            default_value = "settee <settee@localhost>"
+        )]
+        smtp_from: String,
     },
     /// Replicate SOURCE to TARGET in the foreground (URLs, or local database names with --data).
     Replicate(settee::cli::ReplicateArgs),
@@ -160,6 +171,8 @@ fn main() -> ExitCode {
             max_jobs,
             scheduler_interval,
             max_churn,
+            smtp_url,
+            smtp_from,
         } => serve(
             data,
             bind,
@@ -169,6 +182,10 @@ fn main() -> ExitCode {
                 max_jobs: max_jobs.max(1),
                 interval: std::time::Duration::from_secs(scheduler_interval.max(1)),
                 max_churn,
+                smtp: smtp_url.map(|url| settee::scheduler::notify::Smtp {
+                    url,
+                    from: smtp_from,
+                }),
                 ..Default::default()
             },
         ),

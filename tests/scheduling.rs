@@ -51,6 +51,64 @@ fn webhook() -> (String, mpsc::Receiver<Value>) {
     (url, rx)
 }
 
+/// A minimal SMTP server on a free loopback port: every message's text arrives on the channel.
+fn smtp_server() -> (String, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let _ = conn.write_all(b"220 test ESMTP\r\n");
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let cmd = line.to_ascii_uppercase();
+                    let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                        b"250 test\r\n"
+                    } else if cmd.starts_with("DATA") {
+                        let _ = conn.write_all(b"354 go ahead\r\n");
+                        let mut text = String::new();
+                        loop {
+                            let mut l = String::new();
+                            if reader.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+                                break;
+                            }
+                            text.push_str(&l);
+                        }
+                        let _ = tx.send(text);
+                        b"250 queued\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = conn.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    let _ = conn.write_all(reply);
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn next_mail(rx: &mpsc::Receiver<String>, word: &str) -> String {
+    loop {
+        let m = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no e-mail saying {word}"));
+        if m.contains(word) {
+            return m;
+        }
+    }
+}
+
 fn free_addr() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
@@ -79,7 +137,15 @@ fn next_notification(rx: &mpsc::Receiver<Value>, state: &str) -> Value {
 
 #[test]
 fn dhis2_scheduled_sync_retries_then_reports_failure_and_success() {
-    let local = common::start_admin();
+    let (smtp, mails) = smtp_server();
+    let local = Server::start(&[
+        "--admin",
+        common::ADMIN,
+        "--smtp-url",
+        &format!("smtp://{smtp}"),
+        "--smtp-from",
+        "dhis2 sync <sync@field-a.example>",
+    ]);
     let central_addr = free_addr();
     let (hook, notes) = webhook();
     areq(&local, "PUT", "/_replicator", None);
@@ -95,7 +161,8 @@ fn dhis2_scheduled_sync_retries_then_reports_failure_and_success() {
         let mut d = json!({"_id": "metadata-pull", "source": central("metadata"), "target": "metadata",
             "create_target": true, "schedule": "@daily", "timezone": "UTC", "retries_per_request": 0,
             "retry": {"count": 2, "interval": "1s"},
-            "notify": [{"url": hook, "headers": {"X-Token": "s3cret-token"}, "on": ["failed", "completed"]}],
+            "notify": [{"url": hook, "headers": {"X-Token": "s3cret-token"}, "on": ["failed", "completed"]},
+                       {"email": "ops@field-a.example", "on": ["failed", "completed"]}],
             "_replication_state": "scheduled", "_replication_state_time": "2020-01-01T00:00:00Z",
             "meta": meta});
         if let Some(r) = rev {
@@ -116,6 +183,12 @@ fn dhis2_scheduled_sync_retries_then_reports_failure_and_success() {
         !failed.to_string().contains(":pw@"),
         "credentials redacted: {failed}"
     );
+    let mail = next_mail(&mails, "failed");
+    assert!(
+        mail.contains("To: ops@field-a.example") && mail.contains("metadata-pull"),
+        "{mail}"
+    );
+    assert!(!mail.contains(":pw@"), "{mail}");
     let st = wait_for(10, || {
         let v = status(&local, "metadata-pull");
         (v["state"] == "scheduled" && v["info"]["last_run"]["state"] == "failed").then_some(v)
@@ -167,6 +240,11 @@ fn dhis2_scheduled_sync_retries_then_reports_failure_and_success() {
         doc["_rev"].as_str().or(Some(&rev)),
     );
     let done = next_notification(&notes, "completed");
+    let mail = next_mail(&mails, "completed");
+    assert!(
+        mail.contains("Subject: settee: replication metadata-pull completed"),
+        "{mail}"
+    );
     assert_eq!(done["stats"]["docs_written"], 1, "{done}");
     assert_eq!(
         get_doc(&local, "metadata", "de-1").1["name"],
@@ -272,4 +350,114 @@ fn directus_a_remote_that_rejects_writes_notifies_and_then_recovers() {
             .and_then(|n| n.iter().find(|x| x["transition"] == "recovered").cloned())
     });
     assert_eq!(delivered.expect("the delivery is shown")["ok"], true);
+}
+
+#[test]
+fn after_runs_a_document_when_another_completes_and_refuses_cycles() {
+    let s = common::start_admin();
+    areq(&s, "PUT", "/_replicator", None);
+    for db in ["data", "metadata"] {
+        areq(&s, "PUT", &format!("/{db}"), None);
+        put_doc(&s, db, json!({"_id": format!("{db}-1")}));
+    }
+    // DHIS2: data is pushed first, then metadata pulled.
+    put_doc(
+        &s,
+        "_replicator",
+        json!({"_id": "pull-metadata", "source": "metadata", "target": "metadata-copy",
+            "create_target": true, "after": "push-data"}),
+    );
+    let st = status(&s, "pull-metadata");
+    assert_eq!(st["state"], "scheduled", "{st}");
+    assert_eq!(st["info"]["after"], "push-data");
+    put_doc(
+        &s,
+        "_replicator",
+        json!({"_id": "push-data", "source": "data", "target": "data-copy", "create_target": true}),
+    );
+    assert!(
+        wait_for(30, || (get_doc(&s, "metadata-copy", "metadata-1").0 == 200)
+            .then_some(()))
+        .is_some()
+    );
+    let st = wait_for(10, || {
+        let v = status(&s, "pull-metadata");
+        (v["info"]["last_run"]["state"] == "completed").then_some(v)
+    });
+    assert!(
+        st.is_some_and(|v| v["state"] == "scheduled"),
+        "{}",
+        status(&s, "pull-metadata")
+    );
+    // A chain that comes back to itself never starts: refused.
+    put_doc(
+        &s,
+        "_replicator",
+        json!({"_id": "c1", "source": "data", "target": "x", "after": "c2"}),
+    );
+    let (st, v) = areq(
+        &s,
+        "PUT",
+        "/_replicator/c2",
+        Some(&json!({"source": "data", "target": "y", "after": "c1"})),
+    );
+    assert_eq!(st, 403, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("leads back"), "{v}");
+}
+
+#[test]
+fn on_write_failure_skip_counts_and_stop_ends_the_run_naming_the_document() {
+    let a = common::start_admin();
+    let b = common::start_admin();
+    areq(&a, "PUT", "/src", None);
+    areq(&b, "PUT", "/dst", None);
+    areq(&b, "PUT", "/dst2", None);
+    // A member may write documents but not design documents.
+    areq(
+        &b,
+        "PUT",
+        "/_users/org.couchdb.user:w",
+        Some(&json!({"name": "w", "password": "pw", "roles": [], "type": "user"})),
+    );
+    for db in ["dst", "dst2"] {
+        areq(
+            &b,
+            "PUT",
+            &format!("/{db}/_security"),
+            Some(&json!({"members": {"names": ["w"]}})),
+        );
+    }
+    put_doc(&a, "src", json!({"_id": "_design/app", "views": {}}));
+    for i in 0..5 {
+        put_doc(&a, "src", json!({"_id": format!("d{i}")}));
+    }
+    let target = |db: &str| format!("http://w:pw@{}/{db}", b.addr);
+    // Best effort (CouchDB's): the design document is counted, the rest written.
+    let (st, v) = areq(
+        &a,
+        "POST",
+        "/_replicate",
+        Some(&json!({"source": "src", "target": target("dst")})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["history"][0]["doc_write_failures"], 1, "{v}");
+    assert_eq!(v["history"][0]["docs_written"], 5, "{v}");
+    // Stop: the run ends at the refusal, naming the document, and fails.
+    areq(&a, "PUT", "/_replicator", None);
+    put_doc(
+        &a,
+        "_replicator",
+        json!({"_id": "strict", "source": "src", "target": target("dst2"), "on_write_failure": "stop"}),
+    );
+    let failed = wait_for(30, || {
+        let v = status(&a, "strict");
+        (v["state"] == "failed").then_some(v)
+    })
+    .unwrap_or_else(|| panic!("{}", status(&a, "strict")));
+    let reason = failed["info"]["error"].as_str().unwrap();
+    assert!(
+        reason.contains("_design/app") && reason.contains("stop"),
+        "{reason}"
+    );
+    assert!(!reason.contains("w:pw"), "{reason}");
 }

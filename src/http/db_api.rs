@@ -257,6 +257,34 @@ fn refuse_field_loops(
     Ok(())
 }
 
+/// A replication document whose `after` chain comes back to itself would never run: 403.
+fn refuse_after_cycles(ctx: &Ctx, docs: &[Value]) -> Result<(), ApiError> {
+    let rdb = ctx.store.db(crate::scheduler::docs::REPLICATOR_DB).ok();
+    for d in docs {
+        let (Some(id), Some(first)) = (
+            d.get("_id").and_then(Value::as_str),
+            d.get("after").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let after_of = |x: &str| -> Option<String> {
+            if x == id {
+                return Some(first.to_owned());
+            }
+            let other = rdb.as_ref()?.get(x, None, &ReadOpts::default()).ok()?;
+            other.get("after")?.as_str().map(str::to_owned)
+        };
+        if crate::scheduler::options::after_cycle(id, first, after_of) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("`after` {first:?} leads back to {id:?}: a chain that refers to itself never starts"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Write-path rules that depend on who writes: passwords in `_users` are hashed, members may
 /// not write design documents, and a user editing their own user doc may not change its roles.
 pub fn prepare_writes(
@@ -280,6 +308,7 @@ pub fn prepare_writes(
             }
         }
         refuse_field_loops(ctx, &specs)?;
+        refuse_after_cycles(ctx, docs)?;
     }
     if db == super::auth::USERS_DB && new_edits {
         for d in docs.iter_mut() {
@@ -320,11 +349,18 @@ async fn bulk_docs(ctx: &Ctx, db: Arc<Database>, req: &Req) -> Result<Resp, ApiE
             ))
         }
     };
-    // In `_replicator` and `_users` each document is checked on its own, and one that fails
-    // gets its error in its row while the others are written, as CouchDB's validation hooks
-    // answer; elsewhere the checks (design documents) hold for the whole request.
+    // In `_replicator` and `_users`, and for requests with design documents, each document
+    // is checked on its own, and one that fails gets its error in its row while the others
+    // are written, as CouchDB's validation hooks answer.
     let mut refused: Vec<Option<Value>> = Vec::new();
-    if crate::store::SYSTEM_DBS.contains(&db.name()) {
+    // A design document a member may not write is refused in its row too, as CouchDB does,
+    // so a whole-database push by a member still writes everything else.
+    let has_design = docs.iter().any(|d| {
+        d.get("_id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.starts_with("_design/"))
+    });
+    if crate::store::SYSTEM_DBS.contains(&db.name()) || has_design {
         let mut kept = Vec::with_capacity(docs.len());
         for mut d in docs {
             match prepare_writes(ctx, req, db.name(), std::slice::from_mut(&mut d), new_edits) {

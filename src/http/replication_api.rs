@@ -21,10 +21,13 @@ pub fn repl_error(e: &ReplError) -> ApiError {
         ReplError::Forbidden { .. } => StatusCode::FORBIDDEN,
         ReplError::DbNotFound { .. } => StatusCode::NOT_FOUND,
         // A peer that cannot be reached or answers nonsense is not this server's fault.
-        ReplError::Unreachable { .. } | ReplError::NotCouch { .. } | ReplError::Http { .. } => {
-            StatusCode::BAD_GATEWAY
+        ReplError::Unreachable { .. }
+        | ReplError::NotCouch { .. }
+        | ReplError::Http { .. }
+        | ReplError::WriteRefused { .. } => StatusCode::BAD_GATEWAY,
+        ReplError::Recreated { .. } | ReplError::Store(_) | ReplError::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
         }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     // Status output keeps CouchDB's "tag: reason" form; an error answer carries the tag in
     // `error`, so its `reason` does not repeat it (CouchDB answers the same way).

@@ -64,6 +64,7 @@ pub(super) struct Shared {
     pub(super) fields: Option<Arc<Fields>>,
     pub(super) unmatched: Unmatched,
     pub(super) source_wins: bool,
+    pub(super) stop_on_write_failure: bool,
     /// `Some` for a preview: what would be written or purged is recorded here instead, and
     /// nothing is written to either side.
     pub(super) dry: Option<std::sync::Mutex<Vec<Would>>>,
@@ -85,6 +86,7 @@ impl Shared {
             fields: spec.fields.clone(),
             unmatched: spec.unmatched,
             source_wins: spec.source_wins,
+            stop_on_write_failure: spec.stop_on_write_failure,
             dry: None,
         }
     }
@@ -589,7 +591,24 @@ async fn write_target(shared: &Shared, docs: Vec<Value>) -> Result<(), ReplError
     }
     Stats::add(&stats.doc_write_failures, errors.len() as u64);
     Stats::add(&stats.docs_written, n.saturating_sub(errors.len() as u64));
-    Ok(())
+    match errors.first() {
+        Some(e) if shared.stop_on_write_failure => {
+            let text = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            // The batch is not done, so no checkpoint passes it.
+            Err(ReplError::WriteRefused {
+                endpoint: shared.target.name(),
+                id: text("id"),
+                error: text("error"),
+                reason: text("reason"),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A batch under a field whitelist: the target is asked about the mapped revisions, the

@@ -54,6 +54,14 @@ pub enum ReplError {
     Store(String),
     #[error("a pipeline task stopped: {0}")]
     Internal(String),
+    /// `on_write_failure: "stop"`: the target refused this document.
+    #[error("{endpoint} refused document {id:?} ({error}: {reason}); on_write_failure is \"stop\", so the run ended there")]
+    WriteRefused {
+        endpoint: String,
+        id: String,
+        error: String,
+        reason: String,
+    },
 }
 
 impl From<StoreError> for ReplError {
@@ -66,7 +74,7 @@ impl ReplError {
     /// `true` when retrying cannot help until the definition changes (the job `failed`);
     /// everything else may heal (the job is `crashing` and retried with backoff).
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ReplError::Spec(_))
+        matches!(self, ReplError::Spec(_) | ReplError::WriteRefused { .. })
     }
 
     /// CouchDB's short error tag for `/_replicate` answers.
@@ -81,6 +89,7 @@ impl ReplError {
             ReplError::Http { .. } => "http_error",
             ReplError::Recreated { .. } => "checkpoint_commit_failure",
             ReplError::Store(_) | ReplError::Internal(_) => "replication_failed",
+            ReplError::WriteRefused { .. } => "doc_write_failure",
         }
     }
 }

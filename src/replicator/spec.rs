@@ -54,6 +54,9 @@ pub struct Spec {
     /// `"resolve": "source-wins"`: after the push, the target's other live leaves of each
     /// document offered are deleted, so the source's revision is the only one (settee's own).
     pub source_wins: bool,
+    /// `"on_write_failure": "stop"`: the run ends at the first document the target refuses
+    /// (naming it) instead of counting it and going on, CouchDB's best effort (`"skip"`).
+    pub stop_on_write_failure: bool,
 }
 
 fn err(msg: impl Into<String>) -> SpecError {
@@ -133,16 +136,18 @@ pub const SETTEE_KEYS: &[&str] = &[
     "fields",
     "unmatched",
     "resolve",
+    "on_write_failure",
     "meta",
     "settee_share",
     "schedule",
     "timezone",
+    "after",
     "retry",
     "notify",
 ];
 
 /// The options only a `_replicator` document can use.
-pub const DOCUMENT_ONLY_KEYS: &[&str] = &["schedule", "timezone", "retry", "notify"];
+pub const DOCUMENT_ONLY_KEYS: &[&str] = &["schedule", "timezone", "after", "retry", "notify"];
 
 /// The known member closest to a misspelt one, if it is close enough to be a typo.
 fn near_miss(k: &str) -> Option<&'static str> {
@@ -202,6 +207,9 @@ impl Spec {
         }
         if self.source_wins {
             o.insert("resolve".into(), Value::from("source-wins"));
+        }
+        if self.stop_on_write_failure {
+            o.insert("on_write_failure".into(), Value::from("stop"));
         }
         (!o.is_empty()).then_some(Value::Object(o))
     }
@@ -270,6 +278,14 @@ impl Spec {
                 "`resolve` can only be \"source-wins\" (the target's conflicting versions are deleted after the push), not {v}"
             ))),
         });
+        let stop_on_write_failure = p.take(match o.get("on_write_failure") {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::String(m)) if m == "skip" => Ok(false),
+            Some(Value::String(m)) if m == "stop" => Ok(true),
+            Some(v) => Err(err(format!(
+                "`on_write_failure` must be \"skip\" (count the refused document and go on, as CouchDB) or \"stop\" (end the run at the first refusal), not {v}"
+            ))),
+        });
         let continuous = p.take(boolean(o, "continuous", false));
         let create_target = p.take(boolean(o, "create_target", false));
         let use_checkpoints = p.take(boolean(o, "use_checkpoints", true));
@@ -292,7 +308,7 @@ impl Spec {
             filter,
             create_target_params,
             fields,
-            (unmatched, source_wins),
+            (unmatched, source_wins, stop_on_write_failure),
             (
                 continuous,
                 create_target,
@@ -315,7 +331,7 @@ impl Spec {
                 Some(filter),
                 Some(create_target_params),
                 Some(fields),
-                (Some(unmatched), Some(source_wins)),
+                (Some(unmatched), Some(source_wins), Some(stop_on_write_failure)),
                 (
                     Some(continuous),
                     Some(create_target),
@@ -351,6 +367,7 @@ impl Spec {
                 fields: fields.map(Arc::new),
                 unmatched,
                 source_wins,
+                stop_on_write_failure,
             }),
             _ => Err(p.0),
         }

@@ -35,6 +35,9 @@ pub struct SchedulerConfig {
     /// First retry delay after a crash; doubles per consecutive crash up to `backoff_cap`.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// Where e-mail notifications go out (`--smtp-url`); none configured: e-mail
+    /// notifications fail with that reason in `info.notifications`.
+    pub smtp: Option<notify::Smtp>,
 }
 
 impl Default for SchedulerConfig {
@@ -47,6 +50,7 @@ impl Default for SchedulerConfig {
             // not wait that long to catch up.
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
+            smtp: None,
         }
     }
 }
@@ -68,6 +72,9 @@ pub enum Phase {
         until: Instant,
         at: SystemTime,
     },
+    /// A document with `after` (and no schedule) between runs: it starts when that
+    /// document's run completes.
+    After,
 }
 
 #[derive(Clone, Debug)]
@@ -200,8 +207,14 @@ impl Job {
             Phase::Running { .. } => "running",
             Phase::Crashing { .. } => "crashing",
             Phase::Pending => "pending",
-            Phase::Waiting { .. } => "scheduled",
+            Phase::Waiting { .. } | Phase::After => "scheduled",
         }
+    }
+
+    /// Whether the job runs again and again (a schedule or `after`): it never gets a final
+    /// state, only a last run.
+    pub fn recurring(&self) -> bool {
+        self.opts.schedule.is_some() || self.opts.after.is_some()
     }
 
     /// When a scheduled job runs next (`None` for others, or while it runs).
@@ -212,7 +225,8 @@ impl Job {
         }
     }
 
-    /// Waits until the schedule's next due time (or stays pending if it has none).
+    /// Waits for its next run: the schedule's next due time (now, for a missed one), else
+    /// the completion of the document it runs `after`, else none (pending).
     fn wait_for_schedule(&mut self, last_run_at: Option<SystemTime>) {
         let now = SystemTime::now();
         let next = self
@@ -225,7 +239,9 @@ impl Job {
                 until: Instant::now() + at.duration_since(now).unwrap_or_default(),
                 at,
             },
-            _ => Phase::Pending,
+            Some(_) => Phase::Pending,
+            None if self.opts.after.is_some() => Phase::After,
+            None => Phase::Pending,
         };
     }
 }
@@ -371,7 +387,7 @@ impl Scheduler {
             .lock()
             .ok()
             .and_then(|mut r| r.take())
-            .map(|rx| tokio::spawn(notify::deliver_all(rx)));
+            .map(|rx| tokio::spawn(notify::deliver_all(rx, self.cfg.smtp.clone())));
         let mut repdb = match self.store.ensure_db(REPLICATOR_DB) {
             Ok(db) => db,
             Err(e) => {
@@ -422,7 +438,7 @@ impl Scheduler {
                 _ = tick.tick() => {}
                 Some(ended) = end_rx.recv() => self.job_ended(ended),
                 Some(_) = running.join_next(), if !running.is_empty() => {}
-                _ = crate::http::stopped(&mut shutdown) => break,
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
             }
         }
         // Shutdown: cancel every running job; each writes a final checkpoint.
@@ -526,7 +542,7 @@ impl Scheduler {
                 st.docs.insert(doc_id.to_owned(), entry);
                 let mut job = self.new_job(id.clone(), spec, Origin::Doc(doc_id.to_owned()));
                 job.opts = docs::options_of(&doc);
-                if job.opts.schedule.is_some() {
+                if job.recurring() {
                     // Not on creation: at each due time, and once now for a run missed
                     // while the server was down.
                     job.last_run = last_run_of(&doc);
@@ -573,7 +589,7 @@ impl Scheduler {
             Phase::Pending => true,
             Phase::Crashing { retry_at, .. } => *retry_at <= now,
             Phase::Waiting { until, .. } => *until <= now,
-            Phase::Running { .. } => false,
+            Phase::Running { .. } | Phase::After => false,
         };
         let waiting = st.jobs.values().filter(|j| eligible(j)).count();
         if waiting > 0
@@ -669,13 +685,17 @@ impl Scheduler {
             Ok(out) if out.cancelled => {
                 j.phase = Phase::Pending;
             }
-            // A scheduled run completed: recorded, and the job waits for its next time.
-            Ok(_) if j.opts.schedule.is_some() => {
+            // A scheduled run completed: recorded, and the job waits for its next time; the
+            // documents that run after it start.
+            Ok(_) if j.recurring() => {
                 j.failures = 0;
                 j.push("stopped", None);
                 let stats = self.last_run(j, "completed", None);
                 self.notify(j, Transition::Completed, None);
                 j.wait_for_schedule(Some(SystemTime::now()));
+                if let Some(d) = &doc_id {
+                    trigger_after(&mut st, d);
+                }
                 drop(st);
                 if let Some(d) = doc_id {
                     self.write_back(&d, "scheduled", None, Some(stats));
@@ -699,6 +719,7 @@ impl Scheduler {
                             d.state = DocState::Completed(stats.clone());
                             d.last_updated = SystemTime::now();
                         }
+                        trigger_after(&mut st, &doc_id);
                         drop(st);
                         self.write_back(&doc_id, "completed", None, Some(stats));
                     }
@@ -714,7 +735,7 @@ impl Scheduler {
                     r.again_after(j.failures)
                 });
                 let exhausted = retry == Some(None);
-                if exhausted && j.opts.schedule.is_some() {
+                if exhausted && j.recurring() {
                     j.failures = 0;
                     j.push("crashed", Some(reason.clone()));
                     let stats = self.last_run(j, "failed", Some(&reason));
@@ -846,6 +867,16 @@ fn stop(j: Job, stopping: &Mutex<std::collections::HashSet<u64>>) {
     }
     if let Origin::Transient(Some(tx)) = j.origin {
         let _ = tx.send(Err(ReplError::Internal("cancelled".into())));
+    }
+}
+
+/// The documents waiting to run `after` this one start now.
+fn trigger_after(st: &mut State, doc_id: &str) {
+    for j in st.jobs.values_mut() {
+        if j.opts.after.as_deref() == Some(doc_id) && matches!(j.phase, Phase::After) {
+            j.phase = Phase::Pending;
+            j.push("triggered", Some(format!("after {doc_id}")));
+        }
     }
 }
 

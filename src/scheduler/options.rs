@@ -12,6 +12,9 @@ use serde_json::{Map, Value};
 #[derive(Clone, Debug, Default)]
 pub struct DocOptions {
     pub schedule: Option<Schedule>,
+    /// Run each time this replication document's run completes (DHIS2: data pushed, then
+    /// metadata pulled).
+    pub after: Option<String>,
     pub retry: Option<Retry>,
     pub notify: Vec<Destination>,
 }
@@ -113,23 +116,38 @@ impl Transition {
     }
 }
 
-/// Where a notification goes: a webhook (JSON POST).
+/// Where a notification goes.
 #[derive(Clone, Debug)]
 pub struct Destination {
-    pub url: reqwest::Url,
-    pub headers: Vec<(String, String)>,
+    pub to: Target,
     pub on: Vec<Transition>,
 }
 
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A JSON POST, with these headers.
+    Webhook {
+        url: reqwest::Url,
+        headers: Vec<(String, String)>,
+    },
+    /// An e-mail through the server's SMTP relay (`--smtp-url`).
+    Email(String),
+}
+
 impl Destination {
-    /// The URL without credentials, for status output.
+    /// Where it goes, without credentials, for status output.
     pub fn redacted(&self) -> String {
-        let mut u = self.url.clone();
-        if !u.username().is_empty() || u.password().is_some() {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
+        match &self.to {
+            Target::Webhook { url, .. } => {
+                let mut u = url.clone();
+                if !u.username().is_empty() || u.password().is_some() {
+                    let _ = u.set_username("");
+                    let _ = u.set_password(None);
+                }
+                u.to_string()
+            }
+            Target::Email(to) => format!("mailto:{to}"),
         }
-        u.to_string()
     }
 }
 
@@ -164,10 +182,33 @@ fn parse_destination(v: &Value, i: usize) -> Result<Destination, String> {
     let o = v.as_object().ok_or_else(|| {
         format!("{at} must be an object such as {{\"url\": \"https://…\", \"on\": [\"failed\"]}}")
     })?;
-    if o.contains_key("email") {
-        return Err(format!(
-            "{at}: e-mail notifications are not available yet; use a webhook (`url`) for now"
-        ));
+    let on = o
+        .get("on")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            format!("{at} needs \"on\": the changes to hear about, of failed, crashing, recovered, completed")
+        })?
+        .iter()
+        .map(|t| {
+            t.as_str().and_then(Transition::parse).ok_or_else(|| {
+                format!("{at}: {t} is not one of failed, crashing, recovered, completed")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(email) = o.get("email") {
+        if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "email" | "on")) {
+            return Err(format!(
+                "{at} has {k:?}: an e-mail destination has \"email\" and \"on\""
+            ));
+        }
+        let addr = email
+            .as_str()
+            .filter(|e| e.parse::<lettre::Address>().is_ok())
+            .ok_or_else(|| format!("{at}: \"email\" must be an e-mail address, not {email}"))?;
+        return Ok(Destination {
+            to: Target::Email(addr.to_owned()),
+            on,
+        });
     }
     if let Some(k) = o
         .keys()
@@ -180,7 +221,7 @@ fn parse_destination(v: &Value, i: usize) -> Result<Destination, String> {
     let url = o
         .get("url")
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("{at} needs a \"url\" (the webhook to POST to)"))?;
+        .ok_or_else(|| format!("{at} needs a \"url\" (a webhook to POST to) or an \"email\""))?;
     let url = reqwest::Url::parse(url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -197,20 +238,10 @@ fn parse_destination(v: &Value, i: usize) -> Result<Destination, String> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(format!("{at}: \"headers\" must be an object of strings")),
     };
-    let on = o
-        .get("on")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            format!("{at} needs \"on\": the changes to hear about, of failed, crashing, recovered, completed")
-        })?
-        .iter()
-        .map(|t| {
-            t.as_str().and_then(Transition::parse).ok_or_else(|| {
-                format!("{at}: {t} is not one of failed, crashing, recovered, completed")
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Destination { url, headers, on })
+    Ok(Destination {
+        to: Target::Webhook { url, headers },
+        on,
+    })
 }
 
 /// Parses a document's scheduling options; every problem is reported.
@@ -236,6 +267,22 @@ pub fn parse(doc: &Map<String, Value>, continuous: bool) -> Result<DocOptions, V
         Some(v) => problems.push(format!("`schedule` must be a cron expression string, not {v}")),
         None if tz.is_some() => problems.push("`timezone` only applies to a `schedule`".into()),
         None => {}
+    }
+    match doc.get("after").filter(|v| !v.is_null()) {
+        None => {}
+        Some(_) if continuous => problems.push(
+            "`after` runs a one-shot replication when another one completes: remove `continuous`"
+                .into(),
+        ),
+        Some(Value::String(id)) if doc.get("_id").and_then(Value::as_str) == Some(id.as_str()) => {
+            problems.push(format!(
+                "`after` names this document itself ({id:?}): it would never start"
+            ))
+        }
+        Some(Value::String(id)) => out.after = Some(id.clone()),
+        Some(v) => problems.push(format!(
+            "`after` must be the id of another replication document, not {v}"
+        )),
     }
     match doc.get("retry").filter(|v| !v.is_null()) {
         None => {}
@@ -283,6 +330,22 @@ pub fn parse(doc: &Map<String, Value>, continuous: bool) -> Result<DocOptions, V
     } else {
         Err(problems)
     }
+}
+
+/// Whether following `after` from `start` (through `after_of`, which gives the `after` of a
+/// document id) comes back to `start`: such a chain never starts.
+pub fn after_cycle(start: &str, first: &str, after_of: impl Fn(&str) -> Option<String>) -> bool {
+    let mut at = first.to_owned();
+    for _ in 0..1000 {
+        if at == start {
+            return true;
+        }
+        match after_of(&at) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -382,8 +445,14 @@ mod tests {
         .unwrap();
         assert_eq!(ok.retry.unwrap().interval, Duration::from_secs(30));
         assert_eq!(ok.notify[0].on, [Transition::Failed, Transition::Completed]);
+        let mail = o(
+            json!({"notify": [{"email": "ops@example.org", "on": ["failed"]}]}),
+            false,
+        )
+        .unwrap();
+        assert!(matches!(&mail.notify[0].to, Target::Email(a) if a == "ops@example.org"));
         let bad = o(
-            json!({"schedule": "@daily", "retry": {"count": "x"}, "notify": [{"email": "a@b"}, {"url": "ftp://x", "on": []}]}),
+            json!({"schedule": "@daily", "retry": {"count": "x"}, "notify": [{"email": "not an address", "on": ["failed"]}, {"url": "ftp://x", "on": []}]}),
             true,
         )
         .unwrap_err();
@@ -399,6 +468,27 @@ mod tests {
             Duration::from_millis(1500)
         );
         assert!(duration(&json!("soon"), "x").is_err());
+    }
+
+    #[test]
+    fn after_chains_that_come_back_are_cycles() {
+        let chain = |id: &str| match id {
+            "b" => Some("c".to_owned()),
+            "c" => Some("a".to_owned()),
+            "x" => None,
+            _ => None,
+        };
+        assert!(after_cycle("a", "b", chain), "a after b after c after a");
+        assert!(!after_cycle("a", "x", chain));
+        let o = |v: Value| parse(v.as_object().unwrap(), false);
+        assert!(o(json!({"_id": "a", "after": "a"})).unwrap_err()[0].contains("itself"));
+        assert_eq!(
+            o(json!({"_id": "a", "after": "b"}))
+                .unwrap()
+                .after
+                .as_deref(),
+            Some("b")
+        );
     }
 
     #[test]

@@ -89,9 +89,12 @@ pub fn doc_json(st: &State, d: &DocEntry) -> Value {
                     if let Some(o) = j.spec.settee_options() {
                         v["settee"] = o;
                     }
-                    if j.opts.schedule.is_some() {
+                    if j.recurring() {
                         v["info"]["last_run"] = j.last_run.clone().unwrap_or(Value::Null);
                         v["info"]["next_run"] = json!(j.next_run().map(iso8601));
+                        if let Some(a) = &j.opts.after {
+                            v["info"]["after"] = json!(a);
+                        }
                     }
                 }
                 None => v["state"] = json!("initializing"),
