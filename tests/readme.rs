@@ -33,63 +33,18 @@ fn block_of(heading: &str) -> String {
 
 #[test]
 fn readme_sharing_walkthrough_works_as_written() {
-    let block = sharing_block();
-    let (pa, pb) = (free_port(), free_port());
-    let mut script = String::from(
-        "set -e\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\ncurl() { command curl -sS \"$@\"; echo; }\n",
-    );
-    for line in block.lines() {
-        let line = line
-            .replace("./target/release/settee", env!("CARGO_BIN_EXE_settee"))
-            .replace("127.0.0.1:5984", &format!("127.0.0.1:{pa}"))
-            .replace("127.0.0.1:5985", &format!("127.0.0.1:{pb}"));
-        if line.trim() == "make build" {
-            continue;
-        }
-        if line.starts_with("curl $B/library/_all_docs") {
-            script.push_str(
-                "for i in $(seq 150); do command curl -s $B/library/_all_docs | grep -q atlas && command curl -s $A/library/_all_docs | grep -q solaris && break; sleep 0.2; done\n",
-            );
-            script.push_str("echo B_ALL_DOCS\n");
-        }
-        if line.starts_with("curl $A/library/_all_docs") {
-            script.push_str("echo A_ALL_DOCS\n");
-        }
-        script.push_str(&line);
-        script.push('\n');
-        if line.starts_with("A=http://") {
-            script.push_str(
-                "for u in $A $B; do for i in $(seq 100); do command curl -sf $u/_up >/dev/null && break; sleep 0.1; done; done\n",
-            );
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "script failed:\n{script}\n--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_block(
+        &sharing_block(),
+        &[
+            (
+                "curl $B/library/_all_docs",
+                "for i in $(seq 150); do command curl -s $B/library/_all_docs | grep -q atlas && command curl -s $A/library/_all_docs | grep -q solaris && break; sleep 0.2; done\necho B_ALL_DOCS",
+            ),
+            ("curl $A/library/_all_docs", "echo A_ALL_DOCS"),
+        ],
     );
     // The JSON answer printed right after a label (it may span lines).
-    let after = |label: &str| -> String {
-        stdout
-            .split(label)
-            .nth(1)
-            .and_then(|s| {
-                serde_json::Deserializer::from_str(s)
-                    .into_iter::<serde_json::Value>()
-                    .next()?
-                    .ok()
-            })
-            .map(|v| v.to_string())
-            .unwrap_or_default()
-    };
+    let after = |label: &str| json_after(&stdout, label).to_string();
     let b_docs = after("B_ALL_DOCS");
     assert!(
         b_docs.contains("\"dune\"")
@@ -148,10 +103,17 @@ fn run_block(block: &str, before: &[(&str, &str)]) -> String {
         }
         script.push_str(&line);
         script.push('\n');
-        if line.starts_with("P=http://") {
-            script.push_str(
-                "for u in $P $Q; do for i in $(seq 100); do command curl -sf $u/_up >/dev/null && break; sleep 0.1; done; done\n",
-            );
+        // `A=http://… B=http://…`: wait until those servers answer.
+        let vars: Vec<&str> = line
+            .split_whitespace()
+            .filter_map(|w| w.split_once("=http://").map(|(v, _)| v))
+            .collect();
+        if !vars.is_empty() {
+            let list: Vec<String> = vars.iter().map(|v| format!("${v}")).collect();
+            script.push_str(&format!(
+                "for u in {}; do for i in $(seq 100); do command curl -sf $u/_up >/dev/null && break; sleep 0.1; done; done\n",
+                list.join(" ")
+            ));
         }
     }
     let dir = tempfile::tempdir().unwrap();

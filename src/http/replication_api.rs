@@ -39,14 +39,18 @@ pub fn repl_error(e: &ReplError) -> ApiError {
     ApiError::new(status, tag, reason.to_owned())
 }
 
-pub async fn replicate(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
+/// The JSON object a replication `POST` carries.
+fn post_body(req: &Req) -> Result<Value, ApiError> {
     if req.method != Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
     }
-    let body = req
-        .json()?
+    req.json()?
         .filter(Value::is_object)
-        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))
+}
+
+pub async fn replicate(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
+    let body = post_body(req)?;
     if body.get("cancel") == Some(&Value::Bool(true)) {
         let id = match body
             .get("replication_id")
@@ -102,13 +106,7 @@ pub async fn replicate(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
 /// `POST /_replicate/_preview`: what a one-shot replication with this body would send,
 /// written nowhere. Paged with `?limit=` (documents, default 100) and `?since=`.
 pub async fn preview(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
-    if req.method != Method::POST {
-        return Err(ApiError::method_not_allowed("POST"));
-    }
-    let body = req
-        .json()?
-        .filter(Value::is_object)
-        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+    let body = post_body(req)?;
     let spec = Spec::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let limit = req.uint("limit")?.unwrap_or(100) as usize;
     let since = req
