@@ -461,3 +461,37 @@ fn on_write_failure_skip_counts_and_stop_ends_the_run_naming_the_document() {
     );
     assert!(!reason.contains("w:pw"), "{reason}");
 }
+
+#[test]
+fn a_job_resumes_when_its_peer_answers_not_when_its_backoff_ends() {
+    let a = common::start_admin();
+    let b_addr = free_addr();
+    areq(&a, "PUT", "/src", None);
+    put_doc(&a, "src", json!({"_id": "waiting"}));
+    areq(&a, "PUT", "/_replicator", None);
+    // Ten minutes between attempts: only the probe of the peer can bring it back sooner.
+    put_doc(
+        &a,
+        "_replicator",
+        json!({"_id": "out", "source": "src", "target": format!("http://{}@{b_addr}/dst", common::ADMIN),
+            "create_target": true, "continuous": true, "retries_per_request": 0,
+            "retry": {"count": 100, "interval": "10m"}}),
+    );
+    let crashing = wait_for(30, || {
+        let v = status(&a, "out");
+        (v["state"] == "crashing").then_some(v)
+    });
+    assert!(crashing.is_some(), "{}", status(&a, "out"));
+    let b = Server::start_at(
+        tempfile::tempdir().unwrap(),
+        &b_addr,
+        &["--admin", common::ADMIN],
+    );
+    assert!(
+        wait_for(30, || (get_doc(&b, "dst", "waiting").0 == 200)
+            .then_some(()))
+        .is_some(),
+        "the job did not come back when its peer did: {}",
+        status(&a, "out")
+    );
+}

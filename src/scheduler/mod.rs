@@ -13,7 +13,7 @@ pub mod notify;
 pub mod options;
 pub mod status;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -66,6 +66,9 @@ pub enum Phase {
     Crashing {
         retry_at: Instant,
         reason: String,
+        /// The peers (`host:port`) it could not reach: probed, so the job restarts as soon
+        /// as they answer instead of sleeping out its backoff.
+        unreachable: Vec<String>,
     },
     /// A scheduled document between runs: it starts again at `at`.
     Waiting {
@@ -399,6 +402,8 @@ impl Scheduler {
         let mut seen = 0u64;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_rotation = Instant::now();
+        let mut probes: JoinSet<(String, bool)> = JoinSet::new();
+        let mut probed: HashMap<String, Instant> = HashMap::new();
         loop {
             // `_replicator` deleted: its documents are gone, so are their jobs; a database
             // created again under the name is read from its start.
@@ -432,7 +437,15 @@ impl Scheduler {
                 seen = seen.max(now_seq);
             }
             self.schedule(&mut running, &end_tx, &mut last_rotation);
+            for host in self.hosts_to_probe(&mut probed) {
+                probes.spawn(probe(host));
+            }
             tokio::select! {
+                Some(Ok((host, up))) = probes.join_next(), if !probes.is_empty() => {
+                    if up {
+                        self.peer_back(&host);
+                    }
+                }
                 _ = updates.changed() => {}
                 _ = kick_rx.recv() => {}
                 _ = tick.tick() => {}
@@ -461,6 +474,7 @@ impl Scheduler {
         if let Some(n) = notifications {
             n.abort();
         }
+        probes.abort_all();
     }
 
     /// A `_replicator` document was written (`None`: deleted).
@@ -778,11 +792,78 @@ impl Scheduler {
                 j.push("crashed", Some(reason.clone()));
                 self.notify(j, Transition::Crashing, Some(&reason));
                 tracing::info!(job = %j.id, retry_in_ms = wait.as_millis() as u64, reason = %reason, "replication crashed");
+                let unreachable = match &err {
+                    ReplError::Unreachable { .. } => remote_hosts(&j.spec),
+                    _ => Vec::new(),
+                };
                 j.phase = Phase::Crashing {
                     retry_at: Instant::now() + wait,
                     reason,
+                    unreachable,
                 };
             }
+        }
+    }
+
+    /// The hosts of jobs waiting out a backoff because a peer was unreachable that were not
+    /// probed in the last half second: one probe per host, however many jobs wait on it.
+    fn hosts_to_probe(&self, probed: &mut HashMap<String, Instant>) -> Vec<String> {
+        let now = Instant::now();
+        let st = self.lock();
+        let mut out = Vec::new();
+        for j in st.jobs.values() {
+            if let Phase::Crashing {
+                retry_at,
+                unreachable,
+                ..
+            } = &j.phase
+            {
+                if *retry_at <= now + Duration::from_secs(1) {
+                    continue;
+                }
+                for h in unreachable {
+                    let due = probed
+                        .get(h)
+                        .is_none_or(|t| now.duration_since(*t) >= Duration::from_millis(500));
+                    if due && !out.contains(h) {
+                        probed.insert(h.clone(), now);
+                        out.push(h.clone());
+                    }
+                }
+            }
+        }
+        probed.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        out
+    }
+
+    /// A peer answers again: the jobs that could not reach it restart now, spread over a
+    /// second plus `max_churn` per second, so hundreds do not hit it in the same instant.
+    fn peer_back(&self, host: &str) {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let mut n = 0usize;
+        for j in st.jobs.values_mut() {
+            if let Phase::Crashing {
+                retry_at,
+                unreachable,
+                ..
+            } = &mut j.phase
+            {
+                if unreachable.iter().any(|h| h == host) {
+                    let wave = (n / self.cfg.max_churn.max(1)) as f64;
+                    let at = now + Duration::from_secs_f64(wave + rand::random::<f64>());
+                    if at < *retry_at {
+                        *retry_at = at;
+                    }
+                    unreachable.clear();
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            tracing::info!(host, jobs = n, "peer answers again; restarting its jobs");
+            drop(st);
+            self.wake();
         }
     }
 
@@ -903,6 +984,32 @@ fn last_run_of(doc: &Value) -> Option<Value> {
         "stats": stats,
         "at": doc.get("_replication_state_time")?.clone(),
     }))
+}
+
+/// `host:port` of each remote end of a replication.
+fn remote_hosts(spec: &Spec) -> Vec<String> {
+    [&spec.source, &spec.target]
+        .into_iter()
+        .filter_map(|e| match e {
+            replicator::Endpoint::Remote(r) => Some(format!(
+                "{}:{}",
+                r.url.host_str()?,
+                r.url.port_or_known_default()?
+            )),
+            replicator::Endpoint::Local(_) => None,
+        })
+        .collect()
+}
+
+/// Whether something accepts connections at `host:port` (a cheap sign the peer is back).
+async fn probe(host: String) -> (String, bool) {
+    let up = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(host.as_str()),
+    )
+    .await
+    .is_ok_and(|c| c.is_ok());
+    (host, up)
 }
 
 #[cfg(test)]
