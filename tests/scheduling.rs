@@ -300,6 +300,8 @@ fn directus_a_remote_that_rejects_writes_notifies_and_then_recovers() {
     let one = common::start_admin();
     let two = common::start_admin();
     let (hook, notes) = webhook();
+    // A second webhook that is down: its failure shows, and the first one is not held up.
+    let dead_hook = format!("http://{}/down", free_addr());
     areq(&one, "PUT", "/directus", None);
     areq(&two, "PUT", "/directus", None);
     // The sync user may not write into instance two's database yet.
@@ -326,7 +328,8 @@ fn directus_a_remote_that_rejects_writes_notifies_and_then_recovers() {
         "_replicator",
         json!({"_id": "to-two", "source": "directus", "target": format!("http://sync:pw@{}/directus", two.addr),
             "continuous": true, "selector": {"collection": "articles"}, "retries_per_request": 0,
-            "notify": [{"url": hook, "on": ["crashing", "recovered", "failed"]}]}),
+            "notify": [{"url": hook, "on": ["crashing", "recovered", "failed"]},
+                       {"url": dead_hook, "on": ["crashing"]}]}),
     );
     let crashing = next_notification(&notes, "crashing");
     assert_eq!(crashing["doc_id"], "to-two");
@@ -350,6 +353,17 @@ fn directus_a_remote_that_rejects_writes_notifies_and_then_recovers() {
             .and_then(|n| n.iter().find(|x| x["transition"] == "recovered").cloned())
     });
     assert_eq!(delivered.expect("the delivery is shown")["ok"], true);
+    let undelivered = wait_for(20, || {
+        let v = status(&one, "to-two");
+        v["info"]["notifications"].as_array().and_then(|n| {
+            n.iter()
+                .find(|x| x["url"].as_str().is_some_and(|u| u.ends_with("/down")))
+                .cloned()
+        })
+    })
+    .expect("the failed delivery is shown");
+    assert_eq!(undelivered["ok"], false, "{undelivered}");
+    assert_eq!(undelivered["attempts"], 3, "{undelivered}");
 }
 
 #[test]

@@ -165,6 +165,9 @@ pub struct Scheduler {
     stopping: Mutex<std::collections::HashSet<u64>>,
     notifier: notify::Notifier,
     notify_rx: Mutex<Option<mpsc::Receiver<notify::Delivery>>>,
+    /// States to record in documents, for the writer task ([`write_backs`]).
+    writes: mpsc::Sender<Option<WriteBack>>,
+    writes_rx: Mutex<Option<mpsc::Receiver<Option<WriteBack>>>>,
 }
 
 /// A run at least this long counts as healthy: a crash after it starts the backoff afresh,
@@ -253,6 +256,7 @@ impl Scheduler {
     pub fn new(store: Arc<Store>, cfg: SchedulerConfig) -> Arc<Scheduler> {
         let (kick, kick_rx) = mpsc::channel(1);
         let (notifier, notify_rx) = notify::Notifier::new();
+        let (writes, writes_rx) = mpsc::channel(4096);
         Arc::new(Scheduler {
             env: Env {
                 store: Some(store.clone()),
@@ -267,6 +271,8 @@ impl Scheduler {
             stopping: Default::default(),
             notifier,
             notify_rx: Mutex::new(Some(notify_rx)),
+            writes,
+            writes_rx: Mutex::new(Some(writes_rx)),
         })
     }
 
@@ -391,6 +397,12 @@ impl Scheduler {
             .ok()
             .and_then(|mut r| r.take())
             .map(|rx| tokio::spawn(notify::deliver_all(rx, self.cfg.smtp.clone())));
+        let writer = self
+            .writes_rx
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .map(|rx| tokio::spawn(write_backs(self.store.clone(), rx)));
         let mut repdb = match self.store.ensure_db(REPLICATOR_DB) {
             Ok(db) => db,
             Err(e) => {
@@ -475,6 +487,11 @@ impl Scheduler {
             n.abort();
         }
         probes.abort_all();
+        // The states of jobs that ended are recorded before the scheduler stops.
+        if let Some(w) = writer {
+            let _ = self.writes.send(None).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+        }
     }
 
     /// A `_replicator` document was written (`None`: deleted).
@@ -901,38 +918,20 @@ impl Scheduler {
         self.notifier.send(&j.opts.notify, t, body, &j.state);
     }
 
-    /// Records a terminal state in the document, as CouchDB 3.x does, without touching the
-    /// definition (so the job is not restarted by its own write).
+    /// Queues a state for the document, as CouchDB 3.x records it; the writer task stores it
+    /// on a blocking thread (never on this async worker: a store write waits for a flush).
     fn write_back(&self, doc_id: &str, state: &str, reason: Option<&str>, stats: Option<Value>) {
-        let Ok(db) = self.store.db(REPLICATOR_DB) else {
-            return;
+        let w = WriteBack {
+            doc_id: doc_id.to_owned(),
+            state: state.to_owned(),
+            reason: reason.map(str::to_owned),
+            stats,
         };
-        for _ in 0..3 {
-            let Ok(mut doc) = db.get(doc_id, None, &ReadOpts::default()) else {
-                return;
-            };
-            let Some(o) = doc.as_object_mut() else { return };
-            o.insert("_replication_state".into(), json!(state));
-            o.insert(
-                "_replication_state_time".into(),
-                json!(replicator::checkpoint::iso8601(SystemTime::now())),
+        if self.writes.try_send(Some(w)).is_err() {
+            tracing::warn!(
+                doc_id,
+                "state write-back queue full; the state is not recorded"
             );
-            match reason {
-                Some(r) => o.insert("_replication_state_reason".into(), json!(r)),
-                None => o.shift_remove("_replication_state_reason"),
-            };
-            match &stats {
-                Some(s) => o.insert("_replication_stats".into(), s.clone()),
-                None => o.shift_remove("_replication_stats"),
-            };
-            match db.bulk_docs(vec![doc], true) {
-                Ok(out) if out.iter().all(|o| o.result.is_ok()) => return,
-                Ok(_) => continue, // edited meanwhile: read again
-                Err(e) => {
-                    tracing::warn!(doc_id, error = %e, "could not record replication state");
-                    return;
-                }
-            }
         }
     }
 }
@@ -1010,6 +1009,58 @@ async fn probe(host: String) -> (String, bool) {
     .await
     .is_ok_and(|c| c.is_ok());
     (host, up)
+}
+
+/// A state to record in a replication document.
+struct WriteBack {
+    doc_id: String,
+    state: String,
+    reason: Option<String>,
+    stats: Option<Value>,
+}
+
+/// Records states in their documents one after the other (so a later state never loses to an
+/// earlier one), each on a blocking thread: a store write waits for a flush. Ends at `None`.
+async fn write_backs(store: Arc<Store>, mut rx: mpsc::Receiver<Option<WriteBack>>) {
+    while let Some(Some(w)) = rx.recv().await {
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || record_state(&store, w)).await;
+    }
+}
+
+/// Writes a state into its document without touching the definition (so the job is not
+/// restarted by its own write), retrying when the document was edited meanwhile.
+fn record_state(store: &Store, w: WriteBack) {
+    let Ok(db) = store.db(REPLICATOR_DB) else {
+        return;
+    };
+    for _ in 0..3 {
+        let Ok(mut doc) = db.get(&w.doc_id, None, &ReadOpts::default()) else {
+            return;
+        };
+        let Some(o) = doc.as_object_mut() else { return };
+        o.insert("_replication_state".into(), json!(w.state));
+        o.insert(
+            "_replication_state_time".into(),
+            json!(replicator::checkpoint::iso8601(SystemTime::now())),
+        );
+        match &w.reason {
+            Some(r) => o.insert("_replication_state_reason".into(), json!(r)),
+            None => o.shift_remove("_replication_state_reason"),
+        };
+        match &w.stats {
+            Some(s) => o.insert("_replication_stats".into(), s.clone()),
+            None => o.shift_remove("_replication_stats"),
+        };
+        match db.bulk_docs(vec![doc], true) {
+            Ok(out) if out.iter().all(|o| o.result.is_ok()) => return,
+            Ok(_) => continue, // edited meanwhile: read again
+            Err(e) => {
+                tracing::warn!(doc_id = %w.doc_id, error = %e, "could not record replication state");
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
