@@ -11,6 +11,7 @@
 pub mod docs;
 pub mod notify;
 pub mod options;
+pub mod rotation;
 pub mod status;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -611,57 +612,45 @@ impl Scheduler {
                 }
             }
         }
-        let mut n_running = st
-            .jobs
-            .values()
-            .filter(|j| matches!(j.phase, Phase::Running { .. }))
-            .count();
         let eligible = |j: &Job| match &j.phase {
             Phase::Pending => true,
             Phase::Crashing { retry_at, .. } => *retry_at <= now,
             Phase::Waiting { until, .. } => *until <= now,
             Phase::Running { .. } | Phase::After => false,
         };
-        let waiting = st.jobs.values().filter(|j| eligible(j)).count();
-        if waiting > 0
-            && n_running >= self.cfg.max_jobs
-            && now.duration_since(*last_rotation) >= self.cfg.interval
-        {
-            *last_rotation = now;
-            // Stop the continuous jobs that have run longest, to let waiting ones run.
-            let mut candidates: Vec<(Instant, String)> = st
-                .jobs
-                .values()
-                .filter(|j| j.spec.continuous)
-                .filter_map(|j| match &j.phase {
-                    Phase::Running { since, .. } => Some((*since, j.id.clone())),
-                    _ => None,
-                })
-                .collect();
-            candidates.sort();
-            for (_, id) in candidates.into_iter().take(self.cfg.max_churn.min(waiting)) {
-                if let Some(j) = st.jobs.get_mut(&id) {
-                    if let Phase::Running { cancel, .. } = &j.phase {
-                        let _ = cancel.send(true);
-                    }
-                    j.phase = Phase::Pending;
-                    j.push("stopped", None);
-                    n_running -= 1;
-                }
-            }
-        }
-        if n_running >= self.cfg.max_jobs {
-            return;
-        }
-        // Longest-waiting first.
-        let mut ready: Vec<(SystemTime, String)> = st
+        let slots: Vec<rotation::Slot> = st
             .jobs
             .values()
-            .filter(|j| eligible(j))
-            .map(|j| (j.started.unwrap_or(j.added), j.id.clone()))
+            .map(|j| rotation::Slot {
+                id: j.id.clone(),
+                running_since: match &j.phase {
+                    Phase::Running { since, .. } => Some(*since),
+                    _ => None,
+                },
+                continuous: j.spec.continuous,
+                eligible: eligible(j),
+                waiting_since: j.started.unwrap_or(j.added),
+            })
             .collect();
-        ready.sort();
-        for (_, id) in ready.into_iter().take(self.cfg.max_jobs - n_running) {
+        let limits = rotation::Limits {
+            max_jobs: self.cfg.max_jobs,
+            max_churn: self.cfg.max_churn,
+            interval: self.cfg.interval,
+        };
+        let turn = rotation::plan(&slots, &limits, now, *last_rotation);
+        if turn.rotated {
+            *last_rotation = now;
+        }
+        for id in &turn.stop {
+            if let Some(j) = st.jobs.get_mut(id) {
+                if let Phase::Running { cancel, .. } = &j.phase {
+                    let _ = cancel.send(true);
+                }
+                j.phase = Phase::Pending;
+                j.push("stopped", None);
+            }
+        }
+        for id in turn.start {
             let Some(j) = st.jobs.get_mut(&id) else {
                 continue;
             };
