@@ -176,7 +176,7 @@ impl Sharing {
         }
         let mode = Mode::parse(o.get("mode"))?;
         let plan = self.plan(id, o, mode).await?;
-        self.apply(id, &plan, None)?;
+        self.apply(plan.clone(), Vec::new()).await?;
         Ok(
             json!({"ok": true, "id": id, "mode": mode.as_str(), "replications": plan.docs.iter().map(|d| d["_id"].clone()).collect::<Vec<_>>(), "marker": plan.marker}),
         )
@@ -301,45 +301,55 @@ impl Sharing {
         })
     }
 
-    /// Writes the marker (if any) and the replication documents; with `old`, also removes the
-    /// previous documents the new plan does not keep.
-    fn apply(&self, _id: &str, plan: &Plan, old: Option<&[Value]>) -> Res<()> {
-        if let Some(m) = &plan.marker {
-            let db = self.store.db(&plan.local)?;
-            if db.get(m, None, &ReadOpts::default()).is_err() {
-                let perms = json!({"_id": m, "data": {"permissions": ["read", "write"]}});
-                let out = db.bulk_docs(vec![perms], true)?;
-                if let Some(Err(e)) = out.into_iter().next().map(|o| o.result) {
-                    return Err(ShareError::BadRequest(format!(
-                        "could not write the marker document {m}: {e}"
-                    )));
-                }
-            }
-        }
-        let rdb = self.store.ensure_db(REPLICATOR_DB)?;
-        let mut writes = Vec::new();
-        let old = old.unwrap_or(&[]);
-        for d in &plan.docs {
-            let mut d = d.clone();
-            if let Some(prev) = old.iter().find(|o| o["_id"] == d["_id"]) {
-                d["_rev"] = prev["_rev"].clone();
-            }
-            writes.push(d);
-        }
-        for prev in old {
-            if !plan.docs.iter().any(|d| d["_id"] == prev["_id"]) {
-                writes.push(json!({"_id": prev["_id"], "_rev": prev["_rev"], "_deleted": true}));
-            }
-        }
-        let out = rdb.bulk_docs(writes, true)?;
-        if let Some(e) = out.iter().find_map(|o| o.result.as_ref().err()) {
-            return Err(ShareError::Conflict(format!(
-                "could not write the replication documents: {e}"
-            )));
-        }
-        Ok(())
+    /// Writes the marker (if any) and the replication documents (with `old`, also removing
+    /// the previous documents the new plan does not keep), on a blocking thread: store
+    /// writes wait for a flush.
+    async fn apply(&self, plan: Plan, old: Vec<Value>) -> Res<()> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || apply(&store, &plan, &old))
+            .await
+            .map_err(|e| ShareError::BadRequest(format!("writing the share: {e}")))?
     }
+}
 
+/// See [`Sharing::apply`].
+fn apply(store: &Store, plan: &Plan, old: &[Value]) -> Res<()> {
+    if let Some(m) = &plan.marker {
+        let db = store.db(&plan.local)?;
+        if db.get(m, None, &ReadOpts::default()).is_err() {
+            let perms = json!({"_id": m, "data": {"permissions": ["read", "write"]}});
+            let out = db.bulk_docs(vec![perms], true)?;
+            if let Some(Err(e)) = out.into_iter().next().map(|o| o.result) {
+                return Err(ShareError::BadRequest(format!(
+                    "could not write the marker document {m}: {e}"
+                )));
+            }
+        }
+    }
+    let rdb = store.ensure_db(REPLICATOR_DB)?;
+    let mut writes = Vec::new();
+    for d in &plan.docs {
+        let mut d = d.clone();
+        if let Some(prev) = old.iter().find(|o| o["_id"] == d["_id"]) {
+            d["_rev"] = prev["_rev"].clone();
+        }
+        writes.push(d);
+    }
+    for prev in old {
+        if !plan.docs.iter().any(|d| d["_id"] == prev["_id"]) {
+            writes.push(json!({"_id": prev["_id"], "_rev": prev["_rev"], "_deleted": true}));
+        }
+    }
+    let out = rdb.bulk_docs(writes, true)?;
+    if let Some(e) = out.iter().find_map(|o| o.result.as_ref().err()) {
+        return Err(ShareError::Conflict(format!(
+            "could not write the replication documents: {e}"
+        )));
+    }
+    Ok(())
+}
+
+impl Sharing {
     /// `PUT /_sharing/{id}`: a new selector and/or mode; both replication documents change
     /// together.
     pub async fn update(&self, id: &str, body: &Value) -> Res<Value> {
@@ -384,7 +394,7 @@ impl Sharing {
             }
         }
         let plan = self.plan(id, &merged, mode).await?;
-        self.apply(id, &plan, Some(&old))?;
+        self.apply(plan, old).await?;
         Ok(json!({"ok": true, "id": id, "mode": mode.as_str()}))
     }
 
@@ -620,7 +630,9 @@ impl Sharing {
             .iter()
             .map(|d| json!({"_id": d["_id"], "_rev": d["_rev"], "_deleted": true}))
             .collect();
-        rdb.bulk_docs(dels, true)?;
+        tokio::task::spawn_blocking(move || rdb.bulk_docs(dels, true))
+            .await
+            .map_err(|e| ShareError::BadRequest(format!("stopping the share: {e}")))??;
         let doc_ids: Vec<String> = docs
             .iter()
             .filter_map(|d| d["_id"].as_str().map(str::to_owned))
@@ -628,29 +640,42 @@ impl Sharing {
         self.scheduler
             .wait_stopped(&doc_ids, Duration::from_secs(30))
             .await;
-        if let Some(db) = &db {
-            // 3. The received documents go without a tombstone, so nothing flows back.
-            if !purge_list.is_empty() {
-                db.purge(purge_list)?;
-            }
-            // 3. Forget this side's checkpoints, so a new share re-checks every document.
-            if purge != Purge::No {
-                for d in &docs {
-                    if let Ok(spec) = Spec::parse(d) {
-                        let base = replication_id(&spec, &self.env.server_uuid).base;
-                        let lid = format!("_local/{base}");
-                        if let Ok(Some(cur)) = db.get_local(&lid) {
-                            let del = json!({"_id": lid, "_rev": cur["_rev"], "_deleted": true});
-                            let _ = db.bulk_docs(vec![del], true);
-                        }
+        if let Some(db) = db {
+            // 3. The received documents go without a tombstone, so nothing flows back, and
+            //    this side's checkpoints are forgotten, so a new share re-checks every one.
+            let checkpoints: Vec<String> = if purge == Purge::No {
+                Vec::new()
+            } else {
+                docs.iter()
+                    .filter_map(|d| Spec::parse(d).ok())
+                    .map(|spec| {
+                        format!(
+                            "_local/{}",
+                            replication_id(&spec, &self.env.server_uuid).base
+                        )
+                    })
+                    .collect()
+            };
+            tokio::task::spawn_blocking(move || -> Res<()> {
+                if !purge_list.is_empty() {
+                    db.purge(purge_list)?;
+                }
+                for lid in checkpoints {
+                    if let Ok(Some(cur)) = db.get_local(&lid) {
+                        let del = json!({"_id": lid, "_rev": cur["_rev"], "_deleted": true});
+                        let _ = db.bulk_docs(vec![del], true);
                     }
                 }
-            }
+                Ok(())
+            })
+            .await
+            .map_err(|e| ShareError::BadRequest(format!("purging: {e}")))??;
         }
         Ok(report)
     }
 }
 
+#[derive(Clone)]
 struct Plan {
     local: String,
     marker: Option<String>,
