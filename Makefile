@@ -34,6 +34,7 @@ bench: node-deps ## prints one table; keep its output in BENCHMARKS.md
 	bash benches/selector.sh
 	bash benches/replicate.sh
 	bash benches/jobs.sh
+	bash benches/recovery.sh
 
 clean-data:
 	rm -rf $(DATA)
