@@ -509,3 +509,90 @@ fn a_job_resumes_when_its_peer_answers_not_when_its_backoff_ends() {
         status(&a, "out")
     );
 }
+
+#[test]
+fn dhis2_central_metadata_out_to_two_field_servers_and_their_data_back_on_schedules() {
+    let central = common::start_admin();
+    let fields = [common::start_admin(), common::start_admin()];
+    let url = |s: &Server, db: &str| format!("http://{}@{}/{db}", common::ADMIN, s.addr);
+    // Due now: a last run long ago, as after a weekend with the servers down.
+    let due = json!({"_replication_state": "scheduled", "_replication_state_time": "2020-01-01T00:00:00Z"});
+    let scheduled = |id: &str, source: String, target: String, schedule: &str| {
+        let mut d = json!({"_id": id, "source": source, "target": target, "create_target": true,
+            "schedule": schedule, "retry": {"count": 3, "interval": "1s"}});
+        for (k, v) in due.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        d
+    };
+    areq(&central, "PUT", "/metadata", None);
+    areq(&central, "PUT", "/datavalues", None);
+    areq(&central, "PUT", "/_replicator", None);
+    put_doc(
+        &central,
+        "metadata",
+        json!({"_id": "de-malaria", "type": "dataElement"}),
+    );
+    put_doc(
+        &central,
+        "metadata",
+        json!({"_id": "ou-root", "type": "organisationUnit"}),
+    );
+    for (i, f) in fields.iter().enumerate() {
+        areq(f, "PUT", "/datavalues", None);
+        areq(f, "PUT", "/_replicator", None);
+        put_doc(
+            f,
+            "datavalues",
+            json!({"_id": format!("dv-field-{i}"), "value": i}),
+        );
+        // The central server pushes its metadata to each field server, daily...
+        put_doc(
+            &central,
+            "_replicator",
+            scheduled(
+                &format!("metadata-to-field-{i}"),
+                "metadata".into(),
+                url(f, "metadata"),
+                "@daily",
+            ),
+        );
+        // ...and each field server pushes its data values to the centre, nightly at two.
+        put_doc(
+            f,
+            "_replicator",
+            scheduled(
+                "data-to-central",
+                "datavalues".into(),
+                url(&central, "datavalues"),
+                "0 2 * * *",
+            ),
+        );
+    }
+    for (i, f) in fields.iter().enumerate() {
+        for id in ["de-malaria", "ou-root"] {
+            assert!(wait_for(30, || (get_doc(f, "metadata", id).0 == 200).then_some(())).is_some());
+        }
+        let dv = format!("dv-field-{i}");
+        assert!(
+            wait_for(30, || (get_doc(&central, "datavalues", &dv).0 == 200)
+                .then_some(()))
+            .is_some()
+        );
+        let st = wait_for(10, || {
+            let v = status(f, "data-to-central");
+            (v["info"]["last_run"]["state"] == "completed").then_some(v)
+        })
+        .unwrap_or_else(|| panic!("{}", status(f, "data-to-central")));
+        assert_eq!(st["state"], "scheduled");
+        assert!(
+            st["info"]["next_run"]
+                .as_str()
+                .unwrap()
+                .contains("T02:00:00"),
+            "{st}"
+        );
+        let st = status(&central, &format!("metadata-to-field-{i}"));
+        assert_eq!(st["state"], "scheduled", "{st}");
+    }
+}
