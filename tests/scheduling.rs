@@ -305,18 +305,8 @@ fn directus_a_remote_that_rejects_writes_notifies_and_then_recovers() {
     areq(&one, "PUT", "/directus", None);
     areq(&two, "PUT", "/directus", None);
     // The sync user may not write into instance two's database yet.
-    areq(
-        &two,
-        "PUT",
-        "/_users/org.couchdb.user:sync",
-        Some(&json!({"name": "sync", "password": "pw", "roles": [], "type": "user"})),
-    );
-    areq(
-        &two,
-        "PUT",
-        "/directus/_security",
-        Some(&json!({"members": {"names": ["someone-else"]}})),
-    );
+    common::add_user(&two, "sync", "pw");
+    common::set_members(&two, "directus", &["someone-else"]);
     put_doc(
         &one,
         "directus",
@@ -335,12 +325,7 @@ fn directus_a_remote_that_rejects_writes_notifies_and_then_recovers() {
     assert_eq!(crashing["doc_id"], "to-two");
     assert!(!crashing.to_string().contains("sync:pw"), "{crashing}");
     // Permission granted: the job comes back and says so, once.
-    areq(
-        &two,
-        "PUT",
-        "/directus/_security",
-        Some(&json!({"members": {"names": ["sync"]}})),
-    );
+    common::set_members(&two, "directus", &["sync"]);
     let recovered = next_notification(&notes, "recovered");
     assert_eq!(recovered["doc_id"], "to-two");
     assert!(wait_for(30, || (get_doc(&two, "directus", "a1").0 == 200)
@@ -427,19 +412,9 @@ fn on_write_failure_skip_counts_and_stop_ends_the_run_naming_the_document() {
     areq(&b, "PUT", "/dst", None);
     areq(&b, "PUT", "/dst2", None);
     // A member may write documents but not design documents.
-    areq(
-        &b,
-        "PUT",
-        "/_users/org.couchdb.user:w",
-        Some(&json!({"name": "w", "password": "pw", "roles": [], "type": "user"})),
-    );
+    common::add_user(&b, "w", "pw");
     for db in ["dst", "dst2"] {
-        areq(
-            &b,
-            "PUT",
-            &format!("/{db}/_security"),
-            Some(&json!({"members": {"names": ["w"]}})),
-        );
+        common::set_members(&b, db, &["w"]);
     }
     put_doc(&a, "src", json!({"_id": "_design/app", "views": {}}));
     for i in 0..5 {

@@ -232,18 +232,8 @@ fn unmatched_purge_removes_the_copy_and_needs_admin_on_the_target() {
     assert_eq!(get(&b, "dst", "q").0, 200);
 
     // A member of the target database may write but not purge: refused at the start.
-    areq(
-        &b,
-        "PUT",
-        "/_users/org.couchdb.user:w",
-        Some(&json!({"name": "w", "password": "pw", "roles": [], "type": "user"})),
-    );
-    areq(
-        &b,
-        "PUT",
-        "/dst/_security",
-        Some(&json!({"members": {"names": ["w"]}})),
-    );
+    common::add_user(&b, "w", "pw");
+    common::set_members(&b, "dst", &["w"]);
     let body = json!({"source": "src", "target": format!("http://w:pw@{}/dst", b.addr),
         "selector": {"share": true}, "unmatched": "purge"});
     let (st, v) = areq(&a, "POST", "/_replicate", Some(&body));

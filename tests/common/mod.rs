@@ -362,3 +362,25 @@ pub fn all_content(s: &Server, db: &str) -> String {
     );
     format!("{:?}{ch}", admin_trees(s, db))
 }
+
+/// Creates a `_users` account `name` with password `pw` (as [`ADMIN`]).
+pub fn add_user(s: &Server, name: &str, pw: &str) {
+    let (st, v) = areq(
+        s,
+        "PUT",
+        &format!("/_users/org.couchdb.user:{name}"),
+        Some(&serde_json::json!({"name": name, "password": pw, "roles": [], "type": "user"})),
+    );
+    assert!(st == 201 || st == 202, "{v}");
+}
+
+/// Makes `names` the only members of `db` (its `_security`).
+pub fn set_members(s: &Server, db: &str, names: &[&str]) {
+    let (st, v) = areq(
+        s,
+        "PUT",
+        &format!("/{db}/_security"),
+        Some(&serde_json::json!({"members": {"names": names}})),
+    );
+    assert_eq!(st, 200, "{v}");
+}
