@@ -553,7 +553,15 @@ async fn push_batch(shared: &Shared, req: Vec<(String, Vec<String>)>) -> Result<
     if missing.is_empty() {
         return Ok(());
     }
-    let (docs, _not_found) = shared.source.fetch(&missing).await?;
+    let docs = fetch_requested(shared, &missing).await?;
+    write_target(shared, docs).await
+}
+
+/// Fetches revisions from the source and keeps only those asked for ([`is_requested`]); the
+/// others are logged and counted as write failures.
+async fn fetch_requested(shared: &Shared, missing: &[Missing]) -> Result<Vec<Value>, ReplError> {
+    let stats = &shared.state.stats;
+    let (docs, _not_found) = shared.source.fetch(missing).await?;
     Stats::add(&stats.docs_read, docs.len() as u64);
     Stats::add(&stats.bulk_get_attempts, 1);
     Stats::add(&stats.bulk_get_docs, docs.len() as u64);
@@ -565,7 +573,7 @@ async fn push_batch(shared: &Shared, req: Vec<(String, Vec<String>)>) -> Result<
         tracing::warn!(source = %shared.source.name(), %id, %rev, "the source sent a revision that was not asked for; not written");
     }
     Stats::add(&stats.doc_write_failures, foreign.len() as u64);
-    write_target(shared, docs).await
+    Ok(docs)
 }
 
 /// Writes replicated revisions to the target and counts what was written and refused.
@@ -664,21 +672,7 @@ async fn replicate_projected(
             }
         })
         .collect();
-    let (docs, _not_found) = shared.source.fetch(&wanted).await?;
-    Stats::add(&stats.docs_read, docs.len() as u64);
-    Stats::add(&stats.bulk_get_attempts, 1);
-    Stats::add(&stats.bulk_get_docs, docs.len() as u64);
-    let by_id: HashMap<&str, &Missing> = wanted.iter().map(|m| (m.id.as_str(), m)).collect();
-    let docs: Vec<Value> = docs
-        .into_iter()
-        .filter(|d| {
-            let ok = is_requested(d, &by_id);
-            if !ok {
-                Stats::add(&stats.doc_write_failures, 1);
-            }
-            ok
-        })
-        .collect();
+    let docs = fetch_requested(shared, &wanted).await?;
     let ids: Vec<String> = missing.iter().map(|m| m.id.clone()).collect();
     let held = shared.target.leaves(ids).await?;
     let mut writes = Vec::new();
