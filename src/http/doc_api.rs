@@ -52,8 +52,15 @@ pub async fn doc(ctx: &Arc<Ctx>, db: &str, id: &str, req: &Req) -> Result<Resp, 
     let db = ctx.store.db(db)?;
     match req.method {
         Method::GET | Method::HEAD => {
-            let opts = read_opts(req)?;
+            let mut opts = read_opts(req)?;
             if let Some(open) = req.param("open_revs") {
+                let multipart = req.accepts("multipart/mixed") && !req.accepts("application/json");
+                // As CouchDB: a multipart answer always carries attachment bodies (only
+                // `atts_since` limits them), whatever `attachments` says; its replicator
+                // asks without `attachments=true` and would read stubs as missing data.
+                if multipart && matches!(opts.attachments, AttMode::Stubs) {
+                    opts.attachments = AttMode::All;
+                }
                 let revs = if open == "all" {
                     None
                 } else {
@@ -79,7 +86,7 @@ pub async fn doc(ctx: &Arc<Ctx>, db: &str, id: &str, req: &Req) -> Result<Resp, 
                     Err(crate::store::StoreError::NotFound(_)) if revs.is_none() => Vec::new(),
                     Err(e) => return Err(e.into()),
                 };
-                if req.accepts("multipart/mixed") && !req.accepts("application/json") {
+                if multipart {
                     return Ok(multipart_open_revs(res));
                 }
                 let out: Vec<Value> = res

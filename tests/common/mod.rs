@@ -384,3 +384,4 @@ pub fn set_members(s: &Server, db: &str, names: &[&str]) {
     );
     assert_eq!(st, 200, "{v}");
 }
+pub mod couchdb;
