@@ -283,3 +283,219 @@ fn couchdb_replicator_pulls_from_and_pushes_to_settee() {
     assert_eq!(written(&again), 0, "{again}");
     assert_eq!(st.update_seq("pushed"), seq, "a second run wrote");
 }
+
+/// The sharing seed's replication document, exactly as its guide shows it: endpoints as
+/// objects with an `Authorization` header, continuous, selecting collections and items.
+fn seed_document(
+    id: &str,
+    source: &str,
+    source_auth: &str,
+    target: &str,
+    target_auth: &str,
+) -> Value {
+    json!({
+        "_id": id,
+        "source": {"url": source, "headers": {"Authorization": source_auth}},
+        "target": {"url": target, "headers": {"Authorization": target_auth}},
+        "continuous": true,
+        "selector": {"$or": [{"type": "collection"}, {"type": "item"}]},
+    })
+}
+
+/// Writes a collection, an item and a note to `db`, then an item as the sentinel; waits until
+/// the sentinel reached `to`'s `to_db` and proves the note (written before it) did not cross.
+fn shared_subset_crosses(from: &Peer, db: &str, to: &Peer, to_db: &str, tag: &str) {
+    from.put(
+        db,
+        json!({"_id": format!("{tag}-col"), "type": "collection"}),
+    );
+    from.put(db, json!({"_id": format!("{tag}-item"), "type": "item", "data": {"collection_id": format!("{tag}-col")}}));
+    from.put(db, json!({"_id": format!("{tag}-note"), "type": "note"}));
+    from.put(
+        db,
+        json!({"_id": format!("{tag}-sentinel"), "type": "item"}),
+    );
+    // CouchDB's workers write batches in parallel, so the sentinel may land before the
+    // others; but the note was judged by the source's filtered feed before the sentinel was
+    // sent, so once the sentinel is there the note's absence is final.
+    for kind in ["sentinel", "col", "item"] {
+        let arrived = wait_for(60, || {
+            (to.req("GET", &format!("/{to_db}/{tag}-{kind}"), None).0 == 200).then_some(())
+        });
+        assert!(arrived.is_some(), "{tag}-{kind} never reached {to_db}");
+    }
+    assert_eq!(
+        to.req("GET", &format!("/{to_db}/{tag}-note"), None).0,
+        404,
+        "{tag}: a note crossed the selector"
+    );
+}
+
+#[test]
+fn the_sharing_seed_document_runs_on_either_product_pointing_at_the_other() {
+    let Some(couch) =
+        Couch::start("the_sharing_seed_document_runs_on_either_product_pointing_at_the_other")
+    else {
+        return;
+    };
+    let s = start_admin();
+    let (c, st) = (Peer::couch(&couch), Peer::settee(&s));
+    for db in ["shared", "received"] {
+        c.ok("PUT", &format!("/{db}"), None);
+        st.ok("PUT", &format!("/{db}"), None);
+    }
+    let settee_db = |db: &str| format!("http://{}/{db}", s.addr);
+    // On CouchDB: settee's database shared into CouchDB's.
+    c.put(
+        "_replicator",
+        seed_document(
+            "from-settee",
+            &settee_db("shared"),
+            &admin_basic(),
+            &couch.bare_url("received"),
+            &couch.basic(),
+        ),
+    );
+    // On settee: CouchDB's database shared into settee's.
+    st.put(
+        "_replicator",
+        seed_document(
+            "from-couch",
+            &couch.bare_url("shared"),
+            &couch.basic(),
+            &settee_db("received"),
+            &admin_basic(),
+        ),
+    );
+    shared_subset_crosses(&st, "shared", &c, "received", "one");
+    shared_subset_crosses(&c, "shared", &st, "received", "two");
+    // Continuous: later edits follow. A plain deletion does not: its tombstone has no
+    // `type`, so the selector refuses it, on CouchDB as on settee (settee's `unmatched`
+    // option is for that); the later subsets prove it was judged and left out.
+    let rev = st.rev("shared", "one-item");
+    st.put(
+        "shared",
+        json!({"_id": "one-item", "_rev": rev, "type": "item", "edited": true}),
+    );
+    let rev = c.rev("shared", "two-col");
+    c.ok("DELETE", &format!("/shared/two-col?rev={rev}"), None);
+    let rev = st.rev("shared", "one-col");
+    st.ok("DELETE", &format!("/shared/one-col?rev={rev}"), None);
+    shared_subset_crosses(&st, "shared", &c, "received", "three");
+    shared_subset_crosses(&c, "shared", &st, "received", "four");
+    assert_eq!(c.ok("GET", "/received/one-item", None)["edited"], true);
+    assert_eq!(st.req("GET", "/received/two-col", None).0, 200);
+    assert_eq!(c.req("GET", "/received/one-col", None).0, 200);
+    // Both products report the job as running, with credentials nowhere in the status.
+    let (_, sched) = st.req("GET", "/_scheduler/docs/_replicator/from-couch", None);
+    assert_eq!(sched["state"], "running", "{sched}");
+    assert!(!sched.to_string().contains(&couch.basic()[6..]), "{sched}");
+    let (_, sched) = c.req("GET", "/_scheduler/docs/_replicator/from-settee", None);
+    assert_eq!(sched["state"], "running", "{sched}");
+    // Trees of what crossed are the same on both sides.
+    let subset = |p: &Peer, db: &str| -> BTreeMap<String, Vec<Value>> {
+        p.trees(db)
+            .into_iter()
+            .filter(|(id, _)| !id.ends_with("-note") && id != "one-col" && id != "two-col")
+            .collect()
+    };
+    assert_eq!(subset(&st, "shared"), subset(&c, "received"));
+    assert_eq!(subset(&c, "shared"), subset(&st, "received"));
+}
+
+#[test]
+fn doc_ids_and_selectors_filter_the_same_way_with_both_replicators() {
+    let Some(couch) =
+        Couch::start("doc_ids_and_selectors_filter_the_same_way_with_both_replicators")
+    else {
+        return;
+    };
+    let s = start_admin();
+    let (c, st) = (Peer::couch(&couch), Peer::settee(&s));
+    fill(&c, "origin", "c");
+    let settee_url = |db: &str| format!("http://{ADMIN}@{}/{db}", s.addr);
+    let ids = json!([
+        "c001",
+        "c010",
+        "cconflict",
+        "cbig",
+        "_design/cddoc",
+        "missing"
+    ]);
+    let one_shot = |on: &Peer, source: String, target: String, filter: (&str, Value)| {
+        let mut body = json!({"source": source, "target": target, "create_target": true});
+        body[filter.0] = filter.1;
+        let (st_, v) = on.req("POST", "/_replicate", Some(&body));
+        assert_eq!(st_, 200, "{v}");
+    };
+    // settee's replicator and CouchDB's, each pulling the same doc_ids into settee.
+    one_shot(
+        &st,
+        couch.url("origin"),
+        "by-settee".into(),
+        ("doc_ids", ids.clone()),
+    );
+    one_shot(
+        &c,
+        couch.url("origin"),
+        settee_url("by-couch"),
+        ("doc_ids", ids),
+    );
+    let t = st.trees("by-settee");
+    assert_eq!(
+        t.keys().collect::<Vec<_>>(),
+        ["_design/cddoc", "c001", "c010", "cbig", "cconflict"]
+    );
+    assert_eq!(t, st.trees("by-couch"));
+    assert_eq!(t["cconflict"].len(), 2, "both branches of the conflict");
+    // The same with a selector.
+    let sel = json!({"type": "item", "n": {"$lt": 10}});
+    one_shot(
+        &st,
+        couch.url("origin"),
+        "sel-settee".into(),
+        ("selector", sel.clone()),
+    );
+    one_shot(
+        &c,
+        couch.url("origin"),
+        settee_url("sel-couch"),
+        ("selector", sel),
+    );
+    let t = st.trees("sel-settee");
+    assert_eq!(
+        t.keys().collect::<Vec<_>>(),
+        ["c000", "c001", "c002", "c003", "c004", "c006", "c008"]
+    );
+    assert_eq!(t, st.trees("sel-couch"));
+}
+
+#[test]
+fn settee_replicates_between_two_couchdb_databases() {
+    let Some(couch) = Couch::start("settee_replicates_between_two_couchdb_databases") else {
+        return;
+    };
+    let s = start_admin();
+    let (c, st) = (Peer::couch(&couch), Peer::settee(&s));
+    fill(&c, "big-data", "c");
+    c.ok("PUT", "/copy", None);
+    st.put(
+        "_replicator",
+        json!({"_id": "couch-to-couch", "source": couch.url("big-data"), "target": couch.url("copy"), "continuous": true}),
+    );
+    c.put("big-data", json!({"_id": "later", "type": "item"}));
+    assert!(
+        wait_for(60, || (c.req("GET", "/copy/later", None).0 == 200)
+            .then_some(()))
+        .is_some(),
+        "settee did not copy between the CouchDB databases"
+    );
+    assert!(
+        wait_for(30, || (c.trees("big-data") == c.trees("copy"))
+            .then_some(()))
+        .is_some(),
+        "trees differ"
+    );
+    assert_same_trees(&c, "big-data", &c, "copy");
+    no_local_crossed(&c, "copy");
+}
