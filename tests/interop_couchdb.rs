@@ -499,3 +499,158 @@ fn settee_replicates_between_two_couchdb_databases() {
     assert_same_trees(&c, "big-data", &c, "copy");
     no_local_crossed(&c, "copy");
 }
+
+/// `n` small documents in `db` (created), written in a few requests.
+fn many(p: &Peer, db: &str, n: usize) {
+    p.ok("PUT", &format!("/{db}"), None);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+        let docs: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"_id": format!("m{i:06}"), "n": i, "pad": "x".repeat(200)}))
+            .collect();
+        p.ok(
+            "POST",
+            &format!("/{db}/_bulk_docs"),
+            Some(&json!({"docs": docs})),
+        );
+    }
+}
+
+fn doc_count(p: &Peer, db: &str) -> u64 {
+    p.req("GET", &format!("/{db}"), None).1["doc_count"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Waits until `db` holds at least `n` documents (panics after `secs`).
+fn until_count(p: &Peer, db: &str, n: u64, secs: u64) -> u64 {
+    wait_for(secs, || {
+        let c = doc_count(p, db);
+        (c >= n).then_some(c)
+    })
+    .unwrap_or_else(|| panic!("{db} never held {n} documents (has {})", doc_count(p, db)))
+}
+
+/// The sessions recorded in the replication checkpoint kept in `db` (found through
+/// `_local_docs`, which both products serve), newest first.
+fn checkpoint_history(p: &Peer, db: &str) -> Vec<Value> {
+    let (s, v) = p.req("GET", &format!("/{db}/_local_docs?include_docs=true"), None);
+    assert_eq!(s, 200, "_local_docs of {db}: {v}");
+    let checkpoints: Vec<&Value> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["doc"])
+        .filter(|d| d["history"].is_array())
+        .collect();
+    assert_eq!(checkpoints.len(), 1, "one checkpoint in {db}: {v}");
+    checkpoints[0]["history"].as_array().unwrap().clone()
+}
+
+const MANY: usize = 10_000;
+/// CouchDB's replicator with one worker writes a few hundred documents a second.
+const SLOW_MANY: usize = 6_000;
+
+#[test]
+fn settee_killed_mid_run_resumes_from_its_checkpoint_on_couchdb() {
+    let Some(couch) = Couch::start("settee_killed_mid_run_resumes_from_its_checkpoint_on_couchdb")
+    else {
+        return;
+    };
+    let mut s = start_admin();
+    let c = Peer::couch(&couch);
+    many(&c, "origin", MANY);
+    // One worker and small batches, so the run lasts long enough to be killed in.
+    let doc = json!({"_id": "pull", "source": couch.url("origin"), "target": "copy",
+        "create_target": true, "worker_processes": 1, "worker_batch_size": 50});
+    Peer::settee(&s).put("_replicator", doc);
+    until_count(&Peer::settee(&s), "copy", 500, 60);
+    // Killed once a checkpoint is on CouchDB (the first comes within a second).
+    let has_checkpoint = || {
+        let (_, v) = c.req("GET", "/origin/_local_docs?include_docs=true", None);
+        v["rows"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["doc"]["history"].is_array()))
+    };
+    assert!(
+        wait_for(30, || has_checkpoint().then_some(())).is_some(),
+        "no checkpoint"
+    );
+    let before = doc_count(&Peer::settee(&s), "copy");
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    assert!(
+        before < MANY as u64,
+        "the run ended before it could be killed"
+    );
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    let s = Server::start_in(dir, &["--admin", ADMIN]);
+    let st = Peer::settee(&s);
+    let done = wait_for(120, || {
+        let (_, d) = st.req("GET", "/_replicator/pull", None);
+        (d["_replication_state"] == "completed").then_some(d)
+    })
+    .expect("the resumed run completes");
+    // The resumed session started from a checkpoint stored on CouchDB, not from 0, and wrote
+    // only what the killed one had not.
+    let history = checkpoint_history(&c, "origin");
+    assert!(history.len() >= 2, "{history:?}");
+    assert_ne!(history[0]["start_last_seq"], json!(0), "{history:?}");
+    let resent = done["_replication_stats"]["docs_written"].as_u64().unwrap();
+    assert!(
+        resent < MANY as u64 - before / 2,
+        "the resumed run wrote {resent} of {MANY} after {before} were there"
+    );
+    assert_eq!(doc_count(&st, "copy"), MANY as u64);
+    assert_same_trees(&c, "origin", &st, "copy");
+}
+
+#[test]
+fn couchdb_killed_mid_run_resumes_from_its_checkpoint_on_settee() {
+    let Some(mut couch) =
+        Couch::start("couchdb_killed_mid_run_resumes_from_its_checkpoint_on_settee")
+    else {
+        return;
+    };
+    let s = start_admin();
+    let st = Peer::settee(&s);
+    many(&st, "origin", SLOW_MANY);
+    let source = format!("http://{ADMIN}@{}/origin", s.addr);
+    let doc = json!({"_id": "pull", "source": source, "target": couch.url("copy"),
+        "create_target": true, "checkpoint_interval": 500, "worker_processes": 1,
+        "worker_batch_size": 100});
+    Peer::couch(&couch).put("_replicator", doc);
+    let before = until_count(&Peer::couch(&couch), "copy", 1500, 90);
+    assert!(
+        before < SLOW_MANY as u64,
+        "the run ended before it could be killed"
+    );
+    // Past a checkpoint (every 0.5 s), then killed as a crash would.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    couch.restart();
+    let c = Peer::couch(&couch);
+    let at_restart = doc_count(&c, "copy");
+    let done = wait_for(180, || {
+        let (_, d) = c.req("GET", "/_scheduler/docs/_replicator/pull", None);
+        (d["state"] == "completed").then_some(d)
+    })
+    .expect("CouchDB's resumed run completes");
+    let history = checkpoint_history(&st, "origin");
+    assert!(history.len() >= 2, "{history:?}");
+    assert_ne!(history[0]["start_last_seq"], json!(0), "{history:?}");
+    // CouchDB's counters add up every session of a job, so the resumed session is judged by
+    // where it started: past what was written before the kill (settee's sequences count
+    // documents here, one write each).
+    let resumed_at: u64 = history[0]["start_last_seq"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| history[0]["start_last_seq"].to_string())
+        .parse()
+        .unwrap_or_else(|_| panic!("{history:?}"));
+    assert!(
+        resumed_at >= before / 2 && resumed_at <= at_restart,
+        "resumed at {resumed_at}; {before} were written before the kill, {at_restart} after"
+    );
+    assert_eq!(doc_count(&c, "copy"), SLOW_MANY as u64);
+    assert_same_trees(&st, "origin", &c, "copy");
+}

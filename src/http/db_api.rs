@@ -116,6 +116,7 @@ pub async fn special(ctx: &Arc<Ctx>, name: &str, what: &str, req: &Req) -> Resul
             Ok(json_resp(StatusCode::OK, &Value::Object(out)))
         }
         ("_all_docs", &Method::GET) | ("_all_docs", &Method::POST) => all_docs(db, req),
+        ("_local_docs", &Method::GET) => local_docs(&db, req),
         ("_ensure_full_commit", &Method::POST) => {
             let store = ctx.store.clone();
             blocking(move || Ok(store.flush()?)).await?;
@@ -496,6 +497,59 @@ fn bulk_get(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
 fn next_row(out: &mut Vec<u8>, n: &mut usize) {
     out.extend_from_slice(if *n == 0 { b"\n" } else { b",\n" });
     *n += 1;
+}
+
+/// `GET /{db}/_local_docs`: the `_local` documents, as CouchDB 3 lists them (no totals;
+/// `include_docs`, `descending`, `startkey`/`endkey`, `limit` and `skip`).
+fn local_docs(db: &Database, req: &Req) -> Result<Resp, ApiError> {
+    let include_docs = req.flag("include_docs")?;
+    let mut docs = db.local_docs()?;
+    if req.flag("descending")? {
+        docs.reverse();
+    }
+    let key = |names: [&str; 2]| -> Result<Option<String>, ApiError> {
+        for n in names {
+            if let Some(v) = req.json_param(n)? {
+                return v.as_str().map(|s| Some(s.to_owned())).ok_or_else(|| {
+                    ApiError::bad_request(format!("{n} must be a JSON string for _local_docs"))
+                });
+            }
+        }
+        Ok(None)
+    };
+    let (start, end) = (key(["startkey", "start_key"])?, key(["endkey", "end_key"])?);
+    let descending = req.flag("descending")?;
+    let number = |n: &str| -> Result<Option<usize>, ApiError> {
+        req.param(n)
+            .map(|v| {
+                v.parse::<usize>().map_err(|_| {
+                    ApiError::bad_request(format!("{n} must be a non-negative integer"))
+                })
+            })
+            .transpose()
+    };
+    let rows: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| {
+            let id = d["_id"].as_str().unwrap_or_default();
+            let after = |a: &str, b: &str| if descending { a <= b } else { a >= b };
+            start.as_deref().is_none_or(|s| after(id, s))
+                && end.as_deref().is_none_or(|e| after(e, id))
+        })
+        .skip(number("skip")?.unwrap_or(0))
+        .take(number("limit")?.unwrap_or(usize::MAX))
+        .map(|d| {
+            let mut row = json!({"id": d["_id"], "key": d["_id"], "value": {"rev": d["_rev"]}});
+            if include_docs {
+                row["doc"] = d;
+            }
+            row
+        })
+        .collect();
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"total_rows": null, "offset": null, "rows": rows}),
+    ))
 }
 
 fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {

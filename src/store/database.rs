@@ -860,6 +860,19 @@ impl Database {
         }
     }
 
+    /// Every `_local` document, in id order (`GET /{db}/_local_docs`).
+    pub fn local_docs(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([codec::LOCAL]) {
+            let (k, bytes) = kv?;
+            let doc = serde_json::from_slice(&bytes).map_err(|_| {
+                StoreError::Corrupt(format!("local doc {}", String::from_utf8_lossy(&k[1..])))
+            })?;
+            out.push(doc);
+        }
+        Ok(out)
+    }
+
     // ---------------------------------------------------------------- purge
 
     /// Removes the given leaf revisions as if they had never been written. Returns the new

@@ -114,20 +114,15 @@ impl DocUpdate {
             Some(_) => return Err(DocError::BadRequest("Invalid rev format".into())),
         };
         let revisions = match map.shift_remove("_revisions") {
+            // `_local` documents have no revision tree; CouchDB's replicator sends its
+            // checkpoints with `_revisions: {"start": 0, "ids": ["1"]}`, which means nothing.
+            Some(_) if local => None,
             Some(v) => Some(parse_revisions(&v)?),
             None => None,
         };
         if let Some(path) = &revisions {
-            match &rev {
-                Some(r) if r != &path[0] => {
-                    return Err(DocError::BadRequest(format!(
-                        "_rev {r} does not match the newest of _revisions ({})",
-                        path[0]
-                    )))
-                }
-                None => rev = Some(path[0].clone()),
-                _ => {}
-            }
+            // As CouchDB: `_revisions` wins over a `_rev` that is not its newest entry.
+            rev = Some(path[0].clone());
         }
         let deleted = match map.shift_remove("_deleted") {
             Some(Value::Bool(b)) => b,
@@ -282,7 +277,6 @@ mod tests {
             json!({"_id": "_bad"}),
             json!({"_id": "a", "_rev": "nope"}),
             json!({"_id": "a", "_foo": 1}),
-            json!({"_id": "a", "_rev": "2-b", "_revisions": {"start": 2, "ids": ["c", "a"]}}),
             json!({"_id": "a", "_revisions": {"start": 1, "ids": ["c", "a"]}}),
             json!({"_id": "a", "_attachments": {"x": {"data": "!!"}}}),
             json!({"_id": "a", "_attachments": {"x": {}}}),
@@ -294,6 +288,22 @@ mod tests {
             DocUpdate::from_json(json!({"_id":"a","_foo":1}), None),
             Err(DocError::Validation(_))
         ));
+    }
+
+    #[test]
+    fn revisions_win_over_a_rev_that_is_not_their_newest_and_mean_nothing_on_local_docs() {
+        let d = DocUpdate::from_json(
+            json!({"_id": "a", "_rev": "2-b", "_revisions": {"start": 2, "ids": ["c", "a"]}}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(d.rev, Some(Rev::new(2, "c")));
+        // CouchDB's replicator writes its checkpoints so.
+        let l = DocUpdate::from_json(
+            json!({"_id": "_local/x", "_rev": "0-1", "_revisions": {"start": 0, "ids": ["1"]}}),
+            None,
+        );
+        assert!(l.is_ok(), "{l:?}");
     }
 
     #[test]
