@@ -654,3 +654,91 @@ fn couchdb_killed_mid_run_resumes_from_its_checkpoint_on_settee() {
     assert_eq!(doc_count(&c, "copy"), SLOW_MANY as u64);
     assert_same_trees(&st, "origin", &c, "copy");
 }
+
+#[test]
+fn a_read_write_share_with_couchdb_converges_and_stopping_with_purge_leaves_couchdb_untouched() {
+    let Some(couch) = Couch::start("a_read_write_share_with_couchdb_converges_and_stopping_with_purge_leaves_couchdb_untouched") else {
+        return;
+    };
+    let s = start_admin();
+    let (c, st) = (Peer::couch(&couch), Peer::settee(&s));
+    st.ok("PUT", "/col", None);
+    c.ok("PUT", "/col", None);
+    st.put("col", json!({"_id": "a1", "type": "shared", "v": 1}));
+    st.put("col", json!({"_id": "a-private", "type": "mine"}));
+    c.put("col", json!({"_id": "b1", "type": "shared", "v": 1}));
+    c.put("col", json!({"_id": "b2", "type": "shared", "v": 1}));
+    c.put("col", json!({"_id": "b-private", "type": "theirs"}));
+    let share = st.ok(
+        "POST",
+        "/_sharing",
+        Some(
+            &json!({"id": "pair", "local": "col", "remote": couch.url("col"),
+            "selector": {"type": "shared"}, "mode": "read-write"}),
+        ),
+    );
+    let marker = share["marker"].as_str().unwrap().to_owned();
+    let there = |p: &Peer, id: &str| p.req("GET", &format!("/col/{id}"), None).0 == 200;
+    assert!(
+        wait_for(60, || (there(&st, "b1")
+            && there(&st, "b2")
+            && there(&c, "a1")
+            && there(&c, &marker))
+        .then_some(()))
+        .is_some(),
+        "both ways, the marker included"
+    );
+    // Edits on both sides, one of them to the other side's document.
+    let rev = c.rev("col", "a1");
+    c.put(
+        "col",
+        json!({"_id": "a1", "_rev": rev, "type": "shared", "v": 2, "by": "couch"}),
+    );
+    let rev = st.rev("col", "b2");
+    st.put(
+        "col",
+        json!({"_id": "b2", "_rev": rev, "type": "shared", "v": 2, "by": "settee"}),
+    );
+    let shared = |p: &Peer| -> BTreeMap<String, Vec<Value>> {
+        p.trees("col")
+            .into_iter()
+            .filter(|(id, _)| !id.ends_with("-private"))
+            .collect()
+    };
+    assert!(
+        wait_for(60, || (shared(&st) == shared(&c)
+            && c.ok("GET", "/col/b2", None)["by"] == "settee"
+            && st.ok("GET", "/col/a1", None)["by"] == "couch")
+            .then_some(()))
+        .is_some(),
+        "the shared documents converge: {:?} vs {:?}",
+        shared(&st).keys(),
+        shared(&c).keys()
+    );
+    assert_eq!(st.req("GET", "/col/b-private", None).0, 404);
+    assert_eq!(c.req("GET", "/col/a-private", None).0, 404);
+    let couch_before = c.trees("col");
+    // Stop with purge: what came from CouchDB and was not edited here leaves settee; CouchDB
+    // keeps everything, only its copy of the marker is deleted.
+    let (code, out) = st.req("DELETE", "/_sharing/pair?purge=true", None);
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["purged"], json!(["b1"]), "{out}");
+    assert_eq!(out["marker_deleted_on_peer"], true, "{out}");
+    assert!(!there(&st, "b1"));
+    assert!(there(&st, "b2") && there(&st, "a1"), "edited or ours: kept");
+    let mut couch_after = c.trees("col");
+    let mut couch_before = couch_before;
+    let m_after = couch_after.remove(&marker).unwrap();
+    couch_before.remove(&marker);
+    assert_eq!(m_after.len(), 1);
+    assert_eq!(m_after[0]["_deleted"], true, "{m_after:?}");
+    assert_eq!(
+        couch_after, couch_before,
+        "CouchDB lost or changed nothing else"
+    );
+    // The share's replication documents are gone.
+    assert_eq!(
+        st.ok("GET", "/_replicator/_all_docs", None)["rows"],
+        json!([])
+    );
+}
