@@ -742,3 +742,131 @@ fn a_read_write_share_with_couchdb_converges_and_stopping_with_purge_leaves_couc
         json!([])
     );
 }
+
+// ---------------------------------------------------------------- a 3-node CouchDB cluster
+
+use common::couchdb::Cluster;
+
+/// Waits until every node of the cluster serves `db` with the same trees as `want`
+/// (a write is acknowledged at a quorum of two, so a node may lag a moment).
+fn cluster_converges(cl: &Cluster, db: &str, want: &BTreeMap<String, Vec<Value>>) {
+    for n in &cl.nodes {
+        let p = Peer::couch(n);
+        assert!(
+            wait_for(60, || (&p.trees(db) == want).then_some(())).is_some(),
+            "{} never showed the same trees of {db}",
+            n.addr
+        );
+    }
+}
+
+#[test]
+fn cluster_both_replicators_both_ways_with_checkpoints_on_its_sequences() {
+    let Some(cl) =
+        Cluster::start("cluster_both_replicators_both_ways_with_checkpoints_on_its_sequences")
+    else {
+        return;
+    };
+    let s = start_admin();
+    let st = Peer::settee(&s);
+    let (n1, n2) = (&cl.nodes[0], &cl.nodes[1]);
+    let c1 = Peer::couch(n1);
+    fill(&c1, "sharded", "c"); // created with the cluster's q = 8
+    assert_eq!(c1.ok("GET", "/sharded", None)["cluster"]["q"], 8);
+    let want = c1.trees("sharded");
+    cluster_converges(&cl, "sharded", &want);
+    // settee pulls from one node, CouchDB's replicator pushes into settee from another.
+    replicate(&st, &n2.url("sharded"), "pulled");
+    assert_same_trees(&c1, "sharded", &st, "pulled");
+    let settee_url = |db: &str| format!("http://{ADMIN}@{}/{db}", s.addr);
+    replicate(&c1, &n1.url("sharded"), &settee_url("pushed"));
+    assert_same_trees(&c1, "sharded", &st, "pushed");
+    // And back: settee pushes into the cluster, the cluster's replicator pulls from settee.
+    fill(&st, "mine", "s");
+    replicate(&st, "mine", &n1.url("from-settee"));
+    replicate(&c1, &settee_url("mine"), &n2.url("pulled-by-cluster"));
+    let want = st.trees("mine");
+    cluster_converges(&cl, "from-settee", &want);
+    cluster_converges(&cl, "pulled-by-cluster", &want);
+    // Checkpoints resume on the cluster's opaque sequences: new documents only are read.
+    for i in 0..7 {
+        c1.put("sharded", json!({"_id": format!("later{i}")}));
+    }
+    let r = replicate(&st, &n2.url("sharded"), "pulled");
+    let session = &r["history"][0];
+    assert!(
+        session["start_last_seq"].is_string(),
+        "a cluster sequence: {r}"
+    );
+    assert_ne!(session["start_last_seq"], json!("0"), "{r}");
+    assert_eq!(session["docs_written"], 7, "{r}");
+    assert!(
+        session["docs_read"].as_u64().unwrap() <= 7 + 8,
+        "read only what is new: {r}"
+    );
+    // CouchDB's replicator resumes too: nothing new on settee, nothing read.
+    let again = replicate(&c1, &settee_url("mine"), &n2.url("pulled-by-cluster"));
+    assert_eq!(written(&again), 0, "{again}");
+}
+
+#[test]
+fn cluster_a_continuous_job_survives_a_node_stopping_and_starting() {
+    let Some(mut cl) =
+        Cluster::start("cluster_a_continuous_job_survives_a_node_stopping_and_starting")
+    else {
+        return;
+    };
+    let s = start_admin();
+    let st = Peer::settee(&s);
+    let c1 = Peer::couch(&cl.nodes[0]);
+    c1.ok("PUT", "/live?q=8", None);
+    st.ok("PUT", "/live", None);
+    // settee pushes continuously into the cluster through node 1 and pulls from it.
+    st.put(
+        "_replicator",
+        json!({"_id": "out", "source": "live", "target": cl.nodes[0].url("live"), "continuous": true}),
+    );
+    st.put(
+        "_replicator",
+        json!({"_id": "in", "source": cl.nodes[0].url("live"), "target": "live", "continuous": true}),
+    );
+    let round = |tag: &str, c: &Peer| {
+        st.put("live", json!({"_id": format!("{tag}-settee")}));
+        c.put("live", json!({"_id": format!("{tag}-couch")}));
+        for (p, id) in [(c, format!("{tag}-settee")), (&st, format!("{tag}-couch"))] {
+            assert!(
+                wait_for(90, || (p.req("GET", &format!("/live/{id}"), None).0 == 200)
+                    .then_some(()))
+                .is_some(),
+                "{id} never crossed"
+            );
+        }
+    };
+    round("before", &c1);
+    // A node that is not the one settee talks to stops: the quorum goes on.
+    cl.nodes[2].stop();
+    round("node3-down", &c1);
+    cl.nodes[2].start_again();
+    // The node settee talks to stops and starts: the jobs come back on their own.
+    cl.nodes[0].stop();
+    let c2 = Peer::couch(&cl.nodes[1]);
+    st.put("live", json!({"_id": "while-down"}));
+    cl.nodes[0].start_again();
+    let c1 = Peer::couch(&cl.nodes[0]);
+    round("node1-back", &c1);
+    assert!(
+        wait_for(90, || (c2.req("GET", "/live/while-down", None).0 == 200)
+            .then_some(()))
+        .is_some(),
+        "written while the node was down, never crossed"
+    );
+    for id in ["out", "in"] {
+        let (_, d) = st.req("GET", &format!("/_scheduler/docs/_replicator/{id}"), None);
+        assert_eq!(d["state"], "running", "{d}");
+    }
+    let want = st.trees("live");
+    assert!(
+        wait_for(60, || (c1.trees("live") == want).then_some(())).is_some(),
+        "settee and the cluster differ"
+    );
+}

@@ -21,6 +21,8 @@ pub struct Couch {
     pub user: String,
     pub password: String,
     child: Option<Child>,
+    /// Set for a node of a [`Cluster`].
+    clustered: Option<()>,
     /// The unpacked release, its configuration and data (kept for a restart).
     dir: Option<tempfile::TempDir>,
 }
@@ -42,6 +44,10 @@ fn tarball() -> Option<PathBuf> {
         })
 }
 
+fn node_name(port: u16) -> String {
+    format!("couch{port}x{}@127.0.0.1", std::process::id())
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -60,6 +66,7 @@ impl Couch {
                 user: u.username().to_owned(),
                 password: u.password().unwrap_or_default().to_owned(),
                 child: None,
+                clustered: None,
                 dir: None,
             });
         }
@@ -71,10 +78,18 @@ impl Couch {
             eprintln!("{test}: skipped, no CouchDB (set SETTEE_TEST_COUCHDB=<url> or put the release in ../shared/peers)");
             return None;
         };
+        let mut c = Couch::unpack(&tarball, "[couchdb]\nsingle_node = true\n", None);
+        c.run();
+        Some(c)
+    }
+
+    /// Unpacks the release into a folder of its own with this configuration (plus its port,
+    /// data folder, admin and log level) and an Erlang node name of its own; not started.
+    fn unpack(tarball: &Path, ini: &str, cookie: Option<&str>) -> Couch {
         let dir = tempfile::tempdir().unwrap();
         let ok = Command::new("tar")
             .arg("xzf")
-            .arg(&tarball)
+            .arg(tarball)
             .arg("-C")
             .arg(dir.path())
             .status()
@@ -87,7 +102,7 @@ impl Couch {
         std::fs::write(
             root.join("etc/local.ini"),
             format!(
-                "[couchdb]\nsingle_node = true\ndatabase_dir = {d}\nview_index_dir = {d}\n\
+                "{ini}[couchdb]\ndatabase_dir = {d}\nview_index_dir = {d}\n\
                  [chttpd]\nbind_address = 127.0.0.1\nport = {port}\n\
                  [admins]\nadmin = pass\n[log]\nlevel = warning\n",
                 d = data.display()
@@ -95,20 +110,27 @@ impl Couch {
         )
         .unwrap();
         let vm_args = root.join("etc/vm.args");
-        let args = std::fs::read_to_string(&vm_args).unwrap().replace(
+        let mut args = std::fs::read_to_string(&vm_args).unwrap().replace(
             "-name couchdb@127.0.0.1",
-            &format!("-name couch{port}x{}@127.0.0.1", std::process::id()),
+            &format!("-name {}", node_name(port)),
         );
+        if let Some(cookie) = cookie {
+            args.push_str(&format!("\n-setcookie {cookie}\n"));
+        }
         std::fs::write(&vm_args, args).unwrap();
-        let mut c = Couch {
+        Couch {
             addr: format!("127.0.0.1:{port}"),
             user: "admin".into(),
             password: "pass".into(),
             child: None,
+            clustered: None,
             dir: Some(dir),
-        };
-        c.run();
-        Some(c)
+        }
+    }
+
+    /// The Erlang node name of a server started here.
+    pub fn node(&self) -> String {
+        node_name(self.addr.rsplit(':').next().unwrap().parse().unwrap())
     }
 
     /// Starts the unpacked server and waits until it is up.
@@ -136,11 +158,25 @@ impl Couch {
             assert!(Instant::now() < end, "CouchDB did not come up in 60 s");
             std::thread::sleep(Duration::from_millis(100));
         }
-        // `_users` and `_replicator` are created by the server a moment after `_up`.
+        // A single node creates `_users` and `_replicator` a moment after `_up` (a cluster's
+        // are created once it is joined).
         let end = Instant::now() + Duration::from_secs(20);
-        while self.req("GET", "/_replicator", None).0 != 200 && Instant::now() < end {
+        while self.clustered.is_none()
+            && self.req("GET", "/_replicator", None).0 != 200
+            && Instant::now() < end
+        {
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Stops the server (as a crash would), leaving its data.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a stopped server again on the same data and port.
+    pub fn start_again(&mut self) {
+        self.run();
     }
 
     /// Kills the server (as a crash would) and starts it again on the same data and port.
@@ -190,5 +226,65 @@ impl Couch {
 impl Drop for Couch {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A 3-node CouchDB cluster on loopback from the same release, joined as its README says,
+/// with `q = 8` (eight shards per database) and `n = 3`.
+pub struct Cluster {
+    pub nodes: Vec<Couch>,
+}
+
+impl Cluster {
+    pub fn start(test: &str) -> Option<Cluster> {
+        let Some(tarball) = tarball() else {
+            assert!(
+                std::env::var_os("SETTEE_REQUIRE_COUCHDB").is_none(),
+                "{test}: SETTEE_REQUIRE_COUCHDB is set but the CouchDB release is not in ../shared/peers"
+            );
+            eprintln!("{test}: skipped, no CouchDB release in ../shared/peers for a cluster");
+            return None;
+        };
+        let secret = format!("s{}", std::process::id());
+        let ini = format!(
+            "[couchdb]\nsingle_node = false\nuuid = 0c1b0c1b0c1b0c1b0c1b0c1b0c1b{:04x}\n\
+             [chttpd_auth]\nsecret = {secret}\n[cluster]\nn = 3\nq = 8\n",
+            std::process::id() & 0xffff
+        );
+        let cookie = format!("cookie{}", std::process::id());
+        let mut nodes: Vec<Couch> = (0..3)
+            .map(|_| Couch::unpack(&tarball, &ini, Some(&cookie)))
+            .collect();
+        for n in &mut nodes {
+            n.clustered = Some(());
+            n.run();
+        }
+        let first = &nodes[0];
+        for other in &nodes[1..] {
+            let (s, v) = first.req(
+                "PUT",
+                &format!("/_node/_local/_nodes/{}", other.node()),
+                Some(&serde_json::json!({})),
+            );
+            assert!(
+                s == 201 || s == 202 || s == 409,
+                "joining {}: {s} {v}",
+                other.node()
+            );
+        }
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, m) = first.req("GET", "/_membership", None);
+            if m["cluster_nodes"].as_array().is_some_and(|a| a.len() == 3) {
+                break;
+            }
+            assert!(Instant::now() < end, "the cluster never formed: {m}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for db in ["_users", "_replicator"] {
+            let (s, v) = first.req("PUT", &format!("/{db}"), None);
+            assert!(s == 201 || s == 202 || s == 412, "{db}: {s} {v}");
+        }
+        Some(Cluster { nodes })
     }
 }
