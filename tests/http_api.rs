@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::Server;
+use common::{req, Server};
 use serde_json::{json, Value};
 
 #[test]
@@ -904,4 +904,57 @@ fn feed_and_purge_details_follow_couchdb() {
         json!([{"id": "two", "revs": [rev]}]),
         "{v}"
     );
+}
+
+#[test]
+fn a_longpoll_on_a_database_deleted_meanwhile_answers_at_once() {
+    let s = Server::start(&[]);
+    assert_eq!(s.req("PUT", "/gone", None).0, 201);
+    let addr = s.addr.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = req(
+            &addr,
+            "GET",
+            "/gone/_changes?feed=longpoll&since=now&timeout=600000",
+            None,
+        );
+        let _ = tx.send(r);
+    });
+    // The feed is open (its request is in) before the database goes.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(s.req("DELETE", "/gone", None).0, 200);
+    let (status, body) = rx.recv_timeout(std::time::Duration::from_secs(20)).expect(
+        "the longpoll answers once its database is deleted, not after its 10-minute timeout",
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "not_found");
+}
+
+#[test]
+fn a_post_without_a_json_content_type_is_refused_as_couchdb_does() {
+    let s = Server::start(&[]);
+    assert_eq!(s.req("PUT", "/db", None).0, 201);
+    for ctype in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let headers: Vec<(&str, &str)> = match ctype {
+            Some(c) => vec![("Content-Type", c)],
+            None => vec![("Content-Type", "")],
+        };
+        for path in ["/db", "/db/_bulk_docs", "/_replicate"] {
+            let (status, _, body) = s.raw("POST", path, &headers, Some(br#"{"docs":[]}"#.to_vec()));
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(status, 415, "{path} with {ctype:?}: {v}");
+            assert_eq!(v["error"], "bad_content_type");
+            assert!(
+                v["reason"].as_str().unwrap().contains("application/json"),
+                "{v}"
+            );
+        }
+    }
+    let (status, _) = s.req("POST", "/db", Some(&serde_json::json!({"_id": "x"})));
+    assert_eq!(status, 201, "with the JSON content type it is written");
 }

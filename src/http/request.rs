@@ -70,9 +70,11 @@ impl Req {
             .transpose()
     }
 
-    /// The body as JSON; an empty body is `None`. A POST that names another content type
-    /// gets CouchDB's 415 (`curl -d` without `-H` sends a form). No content type is taken as
-    /// JSON, more lenient than CouchDB; PUT is not checked, as in CouchDB, where
+    /// The body as JSON; an empty body is `None`. A POST must say `Content-Type:
+    /// application/json`, as CouchDB's `validate_ctype` demands (415 otherwise): besides
+    /// compatibility, a web page can send a cross-site POST without a preflight only with a
+    /// form or text content type (or none), so this keeps pages a user visits from starting
+    /// replications on a loopback server. PUT is not checked, as in CouchDB, where
     /// `curl -X PUT db/doc -d '{…}'` works.
     pub fn json(&self) -> Result<Option<Value>, ApiError> {
         if self.method == hyper::Method::POST {
@@ -80,15 +82,19 @@ impl Req {
                 .headers
                 .get(hyper::header::CONTENT_TYPE)
                 .map(|v| v.to_str().unwrap_or_default());
-            if let Some(ct) = ctype {
-                let media = ct.split(';').next().unwrap_or_default().trim();
-                if !media.eq_ignore_ascii_case("application/json") {
-                    return Err(ApiError::new(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "bad_content_type",
-                        format!("Content-Type must be application/json, not {media:?}"),
-                    ));
-                }
+            let media = ctype
+                .map(|ct| ct.split(';').next().unwrap_or_default().trim())
+                .unwrap_or_default();
+            if !media.eq_ignore_ascii_case("application/json") {
+                let given = match ctype {
+                    None => "none was given".to_owned(),
+                    Some(_) => format!("not {media:?}"),
+                };
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "bad_content_type",
+                    format!("Content-Type must be application/json ({given}): add -H 'Content-Type: application/json'"),
+                ));
             }
         }
         if self.body.iter().all(u8::is_ascii_whitespace) {

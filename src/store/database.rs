@@ -178,8 +178,11 @@ impl Database {
         &self.instance_start_time
     }
 
+    /// Marks the database deleted and wakes every subscriber, so open feeds and longpolls
+    /// notice at once (they find it dropped) instead of waiting for a change that never comes.
     pub(super) fn mark_dropped(&self) {
         self.dropped.store(true, Ordering::SeqCst);
+        self.updates.send_modify(|_| {});
     }
 
     /// `true` once the database was deleted: this handle answers nothing any more, and one

@@ -21,13 +21,25 @@ pub enum StoreError {
     Doc(#[from] DocError),
     /// sled failed: the disk, not the caller, is at fault.
     #[error("storage error: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(sled::Error),
     /// Another process (usually another settee) holds the data folder's lock.
     #[error("{0} is in use by another process (settee still running, or shutting down?): stop it, or pass another --data folder")]
     InUse(String),
     /// Bytes on disk that do not decode: a bug or corruption, never the caller's input.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+}
+
+impl From<sled::Error> for StoreError {
+    /// A tree that no longer exists belongs to a database deleted while a request or feed
+    /// on it was still running: for that request the database does not exist (not an
+    /// internal error).
+    fn from(e: sled::Error) -> StoreError {
+        match e {
+            sled::Error::CollectionNotFound(_) => StoreError::DbNotFound,
+            e => StoreError::Storage(e),
+        }
+    }
 }
 
 /// A per-document failure inside a batch (`_bulk_docs` answers it in that document's slot).

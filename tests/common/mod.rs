@@ -102,7 +102,8 @@ pub fn raw(
     {
         head.push_str("Content-Type: application/json\r\n");
     }
-    for (k, v) in headers {
+    // An empty value leaves the header out (a request with no content type at all).
+    for (k, v) in headers.iter().filter(|(_, v)| !v.is_empty()) {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
