@@ -958,3 +958,43 @@ fn a_post_without_a_json_content_type_is_refused_as_couchdb_does() {
     let (status, _) = s.req("POST", "/db", Some(&serde_json::json!({"_id": "x"})));
     assert_eq!(status, 201, "with the JSON content type it is written");
 }
+
+#[test]
+fn all_docs_reads_included_documents_as_a_single_read_would() {
+    let s = Server::start(&[]);
+    assert_eq!(s.req("PUT", "/db", None).0, 201);
+    let docs = json!({"new_edits": false, "docs": [
+        {"_id": "c", "_rev": "1-aaaa", "v": 1},
+        {"_id": "c", "_rev": "1-bbbb", "v": 2},
+        {"_id": "d", "_rev": "1-cccc", "_attachments": {"a.txt": {"content_type": "text/plain", "data": "aGk="}}},
+    ]});
+    assert_eq!(s.req("POST", "/db/_bulk_docs", Some(&docs)).0, 201);
+    let (_, v) = s.req(
+        "GET",
+        "/db/_all_docs?include_docs=true&conflicts=true&attachments=true&update_seq=true",
+        None,
+    );
+    assert_eq!(v["update_seq"], s.req("GET", "/db", None).1["update_seq"], "{v}");
+    assert_eq!(v["rows"][0]["doc"]["_conflicts"], json!(["1-aaaa"]), "{v}");
+    assert_eq!(
+        v["rows"][1]["doc"]["_attachments"]["a.txt"]["data"], "aGk=",
+        "{v}"
+    );
+    let (_, plain) = s.req("GET", "/db/_all_docs?include_docs=true", None);
+    assert!(
+        plain["rows"][0]["doc"].get("_conflicts").is_none(),
+        "{plain}"
+    );
+    assert_eq!(
+        plain["rows"][1]["doc"]["_attachments"]["a.txt"]["stub"],
+        true
+    );
+    assert!(plain.get("update_seq").is_none());
+    // `keys` with a range is refused, as CouchDB does.
+    let body = json!({"keys": ["c"]});
+    for q in ["key=%22c%22", "startkey=%22a%22", "endkey=%22z%22"] {
+        let (st, e) = s.req("POST", &format!("/db/_all_docs?{q}"), Some(&body));
+        assert_eq!(st, 400, "{q}: {e}");
+        assert_eq!(e["error"], "query_parse_error");
+    }
+}

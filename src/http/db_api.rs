@@ -591,6 +591,31 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
         }
         Ok(None)
     };
+    let keys = opt("keys")?;
+    if keys.is_some()
+        && ["key", "startkey", "start_key", "endkey", "end_key"]
+            .iter()
+            .any(|k| opt(k).is_ok_and(|v| v.is_some()))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "query_parse_error",
+            "`keys` is incompatible with `key`, `start_key` and `end_key`",
+        ));
+    }
+    let flag = |name: &str| -> Result<bool, ApiError> {
+        Ok(req.flag(name)? || opt(name)? == Some(Value::Bool(true)))
+    };
+    // How included documents are read: `conflicts` and `attachments` as for a single read.
+    let read = ReadOpts {
+        conflicts: flag("conflicts")?,
+        attachments: if flag("attachments")? {
+            AttMode::All
+        } else {
+            AttMode::Stubs
+        },
+        ..ReadOpts::default()
+    };
     // `key` is the range from that id to that id.
     let (start, end) = match key_str(&["key"])? {
         Some(k) => {
@@ -605,7 +630,11 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     let info = db.info()?;
     let total = info.doc_count;
     // Rows are written as bytes, each document's body spliced in from the store.
-    let mut out = format!("{{\"total_rows\":{total},\"offset\":{skip},\"rows\":[").into_bytes();
+    let mut out = format!("{{\"total_rows\":{total},\"offset\":{skip},").into_bytes();
+    if flag("update_seq")? {
+        out.extend_from_slice(format!("\"update_seq\":{},", seq_json(info.update_seq)).as_bytes());
+    }
+    out.extend_from_slice(b"\"rows\":[");
     let mut n = 0usize;
     let row_for = |out: &mut Vec<u8>,
                    id: &str,
@@ -627,12 +656,12 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
         if include_docs && !rec.tree.node(w).deleted {
             out.pop(); // the row's closing brace: the doc goes inside
             out.extend_from_slice(b",\"doc\":");
-            db.write_doc(out, id, rec, w, &ReadOpts::default())?;
+            db.write_doc(out, id, rec, w, &read)?;
             out.push(b'}');
         }
         Ok(())
     };
-    if let Some(keys) = opt("keys")? {
+    if let Some(keys) = keys {
         let keys = keys
             .as_array()
             .ok_or_else(|| ApiError::bad_request("`keys` must be an array"))?;
