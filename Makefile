@@ -35,6 +35,7 @@ bench: node-deps ## prints one table; keep its output in BENCHMARKS.md
 	bash benches/replicate.sh
 	bash benches/jobs.sh
 	bash benches/recovery.sh
+	bash benches/couchdb.sh
 
 clean-data:
 	rm -rf $(DATA)
