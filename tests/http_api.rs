@@ -974,7 +974,11 @@ fn all_docs_reads_included_documents_as_a_single_read_would() {
         "/db/_all_docs?include_docs=true&conflicts=true&attachments=true&update_seq=true",
         None,
     );
-    assert_eq!(v["update_seq"], s.req("GET", "/db", None).1["update_seq"], "{v}");
+    assert_eq!(
+        v["update_seq"],
+        s.req("GET", "/db", None).1["update_seq"],
+        "{v}"
+    );
     assert_eq!(v["rows"][0]["doc"]["_conflicts"], json!(["1-aaaa"]), "{v}");
     assert_eq!(
         v["rows"][1]["doc"]["_attachments"]["a.txt"]["data"], "aGk=",
@@ -997,4 +1001,93 @@ fn all_docs_reads_included_documents_as_a_single_read_would() {
         assert_eq!(st, 400, "{q}: {e}");
         assert_eq!(e["error"], "query_parse_error");
     }
+}
+
+#[test]
+fn javascript_design_functions_fail_as_missing_features_not_as_attachments() {
+    let s = Server::start(&[]);
+    assert_eq!(s.req("PUT", "/db", None).0, 201);
+    let ddoc = json!({"views": {"v": {"map": "function(d){emit(d._id)}"}},
+        "filters": {"f": "function(d){return true}"}, "shows": {"s": "function(){}"}});
+    assert_eq!(s.req("PUT", "/db/_design/app", Some(&ddoc)).0, 201);
+    // (path, status, error)
+    let table = [
+        ("/db/_design/app/_view/v", 501, "not_implemented"),
+        ("/db/_design/app/_view/nope", 404, "not_found"),
+        ("/db/_design/none/_view/v", 404, "not_found"),
+        ("/db/_design/app/_show/s", 501, "not_implemented"),
+        ("/db/_changes?filter=app/f", 501, "not_implemented"),
+        ("/db/_changes?filter=app/nope", 404, "not_found"),
+        ("/db/_changes?filter=none/f", 404, "not_found"),
+        (
+            "/db/_changes?filter=_view&view=app/v",
+            501,
+            "not_implemented",
+        ),
+    ];
+    for (path, status, error) in table {
+        let (st, v) = s.req("GET", path, None);
+        assert_eq!(
+            (st, v["error"].as_str().unwrap_or_default()),
+            (status, error),
+            "{path}: {v}"
+        );
+        assert!(!v.to_string().contains("attachment"), "{path}: {v}");
+    }
+    assert_eq!(
+        s.req("GET", "/db/_design/app/_view/nope", None).1["reason"],
+        "missing_named_view"
+    );
+}
+
+#[test]
+fn a_validate_doc_update_is_stored_and_the_log_says_it_is_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    assert_eq!(req(&addr, "PUT", "/db", None).0, 201);
+    let vdu = json!({"validate_doc_update": "function(n){ if (!n.ok) throw({forbidden: 'no'}); }"});
+    for i in 0..2 {
+        assert_eq!(
+            req(&addr, "PUT", &format!("/db/_design/v{i}"), Some(&vdu)).0,
+            201
+        );
+    }
+    // Not enforced: a document the function would refuse is written.
+    assert_eq!(
+        req(
+            &addr,
+            "PUT",
+            "/db/refused-by-couchdb",
+            Some(&json!({"ok": false}))
+        )
+        .0,
+        201
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("validate_doc_update").count(),
+        1,
+        "once per database: {text}"
+    );
+    assert!(text.contains("does not run it"), "{text}");
 }

@@ -70,29 +70,56 @@ impl Feed {
                     Some(v) => Some(v.clone()),
                     None => req.json_param("doc_ids")?,
                 };
-                let ids = ids
-                    .and_then(|v| v.as_array().cloned())
-                    .ok_or_else(|| ApiError::bad_request("filter=_doc_ids needs a JSON array of `doc_ids`"))?;
-                doc_ids = Some(ids.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+                let ids = ids.and_then(|v| v.as_array().cloned()).ok_or_else(|| {
+                    ApiError::bad_request("filter=_doc_ids needs a JSON array of `doc_ids`")
+                })?;
+                doc_ids = Some(
+                    ids.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
+                );
             }
             Some("_design") => design_only = true,
             Some("_selector") => {
                 let sel = body
                     .as_ref()
                     .and_then(|b| b.get("selector"))
-                    .ok_or_else(|| ApiError::bad_request("Selector must be specified in POST payload"))?;
+                    .ok_or_else(|| {
+                        ApiError::bad_request("Selector must be specified in POST payload")
+                    })?;
                 if !sel.is_object() {
-                    return Err(ApiError::bad_request("Selector error: expected a JSON object"));
+                    return Err(ApiError::bad_request(
+                        "Selector error: expected a JSON object",
+                    ));
                 }
                 selector = Some(
                     crate::mango::Selector::parse(sel)
                         .map_err(|e| ApiError::bad_request(format!("{}: {e}", e.error_tag())))?,
                 );
             }
+            // `ddoc/name` (and `_view` with `view=ddoc/name`): JavaScript settee does not
+            // run. As CouchDB, a filter that is not there is 404; one that is, 501.
             Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "filter {other:?} is not supported: settee runs no JavaScript; use _selector, _doc_ids or _design"
-                )))
+                let (named, member) = match other {
+                    "_view" => (req.param("view").unwrap_or_default(), "views"),
+                    f => (f, "filters"),
+                };
+                let Some((ddoc, name)) = named.split_once('/') else {
+                    return Err(ApiError::bad_request(format!(
+                        "filter {other:?} is not a design document function: use ddoc/name, _selector, _doc_ids, _design or _view"
+                    )));
+                };
+                let doc = db.get(&format!("_design/{ddoc}"), None, &ReadOpts::default())?;
+                if doc[member].get(name).is_none() {
+                    return Err(ApiError::not_found(format!(
+                        "missing json key: {member}/{name} in _design/{ddoc}"
+                    )));
+                }
+                return Err(ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "not_implemented",
+                    format!("settee runs no JavaScript: the {member} of _design/{ddoc} are stored and replicated but not run; use filter=_selector (a Mango selector), _doc_ids or _design"),
+                ));
             }
         }
         Ok(Feed {

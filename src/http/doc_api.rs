@@ -10,7 +10,7 @@ use super::db_api::blocking;
 use super::error::ApiError;
 use super::request::{json_resp, resp, Req, Resp};
 use super::Ctx;
-use crate::store::{AttInput, AttMode, DocUpdate, ReadOpts, Rev};
+use crate::store::{AttInput, AttMode, Database, DocUpdate, ReadOpts, Rev};
 
 fn rev_param(req: &Req) -> Result<Option<Rev>, ApiError> {
     let from_header = req
@@ -310,4 +310,46 @@ fn multipart_open_revs(res: Vec<Result<Value, String>>) -> Resp {
         &format!("multipart/mixed; boundary=\"{boundary}\""),
         Body::from_bytes(body),
     )
+}
+
+/// `/{db}/_design/{name}/_view/…` and the other JavaScript functions of a design document
+/// (`_show`, `_list`, `_update`, `_rewrite`, search indexes). settee stores and replicates
+/// design documents as they are but runs no JavaScript, so these fail the way CouchDB fails
+/// for what is not there: 404 when the design document or the named function is missing,
+/// else 501 `not_implemented` saying so (never "missing attachment").
+pub fn design_function(
+    db: &Database,
+    name: &str,
+    kind: &str,
+    rest: &[&str],
+) -> Result<Resp, ApiError> {
+    let member = match kind {
+        "_view" => "views",
+        "_show" => "shows",
+        "_list" => "lists",
+        "_update" => "updates",
+        "_rewrite" => "rewrites",
+        "_search" | "_search_info" => "indexes",
+        "_nouveau" | "_nouveau_info" => "nouveau",
+        "_info" => "views",
+        other => {
+            return Err(ApiError::not_found(format!(
+                "{other} is not a design document endpoint"
+            )))
+        }
+    };
+    let ddoc = db.get(&format!("_design/{name}"), None, &ReadOpts::default())?;
+    let function = rest.first().copied().unwrap_or_default();
+    if kind != "_info" && kind != "_rewrite" && ddoc[member].get(function).is_none() {
+        return Err(ApiError::not_found(if kind == "_view" {
+            "missing_named_view".to_owned()
+        } else {
+            format!("missing {member} function {function:?} in _design/{name}")
+        }));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_implemented",
+        format!("settee runs no JavaScript: the {member} of _design/{name} are stored and replicated but not run; query with _find and an index instead"),
+    ))
 }

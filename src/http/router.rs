@@ -126,6 +126,10 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
         [db, "_conflicts", id] => conflicts_api::resolve(ctx, db, id, &req).await,
         [db, "_local", id] => doc_api::local(ctx, db, &format!("_local/{id}"), &req).await,
         [db, "_design", name] => doc_api::doc(ctx, db, &format!("_design/{name}"), &req).await,
+        [db, "_design", name, kind, rest @ ..] if kind.starts_with('_') => {
+            let db = ctx.store.db(db)?;
+            doc_api::design_function(&db, name, kind, rest)
+        }
         [db, "_design", name, att @ ..] => {
             doc_api::attachment(ctx, db, &format!("_design/{name}"), &att.join("/"), &req).await
         }

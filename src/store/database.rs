@@ -144,6 +144,9 @@ pub struct Database {
     commit: Arc<GroupCommit>,
     updates: watch::Sender<u64>,
     dropped: AtomicBool,
+    /// Whether the log already says this database holds a `validate_doc_update` settee
+    /// does not run (once per database and process).
+    vdu_warned: AtomicBool,
 }
 
 impl Database {
@@ -167,6 +170,7 @@ impl Database {
             commit,
             updates,
             dropped: AtomicBool::new(false),
+            vdu_warned: AtomicBool::new(false),
         })
     }
 
@@ -224,6 +228,7 @@ impl Database {
 
     /// `_bulk_docs`: parses and writes a batch atomically, one outcome per input, in order.
     pub fn bulk_docs(&self, docs: Vec<Value>, new_edits: bool) -> Result<Vec<DocOutcome>> {
+        self.warn_of_validation(&docs);
         let parsed = docs
             .into_iter()
             .map(|d| {
@@ -233,6 +238,29 @@ impl Database {
             })
             .collect();
         self.write(parsed, new_edits)
+    }
+
+    /// Design documents with `validate_doc_update` are stored and replicated as they are
+    /// (design documents must interoperate) but never run: the operator is told once.
+    fn warn_of_validation(&self, docs: &[Value]) {
+        if self.vdu_warned.load(Ordering::Relaxed) {
+            return;
+        }
+        let found = docs.iter().find(|d| {
+            d.get("validate_doc_update").is_some()
+                && d.get("_id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| id.starts_with("_design/"))
+        });
+        if let Some(d) = found {
+            if !self.vdu_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    db = %self.name,
+                    ddoc = %d["_id"].as_str().unwrap_or_default(),
+                    "this design document has a validate_doc_update function: settee stores and replicates it but does not run it, so writes it would refuse are accepted"
+                );
+            }
+        }
     }
 
     /// Writes already-parsed documents (the multipart path parses attachments itself).
