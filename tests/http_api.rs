@@ -223,7 +223,7 @@ fn changes_normal_longpoll_and_continuous() {
     let (_, c) = s.req("GET", "/db/_changes?filter=_design", None);
     assert_eq!(c["results"][0]["id"], "_design/d");
     let (st, e) = s.req("GET", "/db/_changes?filter=app/by_type", None);
-    assert_eq!((st, e["error"].as_str()), (400, Some("bad_request")));
+    assert_eq!((st, e["error"].as_str()), (404, Some("not_found")));
     let (_, c) = s.req("GET", "/db/_changes?include_docs=true&since=2", None);
     assert_eq!(c["results"][0]["doc"]["_id"], "_design/d");
 
@@ -495,7 +495,17 @@ fn find_explain_index_and_preview_agree_with_filtered_changes() {
     assert_eq!(found, changed);
     assert_eq!(found.len(), 15 + 5);
 
-    // sort, fields, skip, limit, bookmark.
+    // sort, fields, skip, limit, bookmark. A sort needs an index that serves it, as in
+    // CouchDB.
+    let sorted = json!({"selector": {"type": "image"}, "sort": [{"n": "desc"}]});
+    let (st, e) = s.req("POST", "/db/_find", Some(&sorted));
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("no_usable_index")),
+        "{e}"
+    );
+    let by_n = json!({"index": {"fields": ["n"]}, "ddoc": "sorting", "name": "by-n"});
+    assert_eq!(s.req("POST", "/db/_index", Some(&by_n)).0, 200);
     let (_, r) = s.req("POST", "/db/_find", Some(&json!({
         "selector": {"type": "image"}, "sort": [{"n": "desc"}], "fields": ["_id", "n"], "limit": 3})));
     assert_eq!(
@@ -505,6 +515,8 @@ fn find_explain_index_and_preview_agree_with_filtered_changes() {
     let (_, r2) = s.req("POST", "/db/_find", Some(&json!({
         "selector": {"type": "image"}, "sort": [{"n": "desc"}], "fields": ["n"], "limit": 2, "bookmark": r["bookmark"]})));
     assert_eq!(r2["docs"], json!([{"n": 46}, {"n": 42}]));
+    let (st, _) = s.req("DELETE", "/db/_index/_design/sorting/json/by-n", None);
+    assert_eq!(st, 200);
     let (_, r) = s.req(
         "POST",
         "/db/_find",

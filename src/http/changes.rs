@@ -202,6 +202,11 @@ impl Feed {
         sent: &mut u64,
         out: &mut Vec<u8>,
     ) -> Result<(u64, bool), ApiError> {
+        // A database deleted under an open feed: sled may still read the dropped tree as
+        // empty, so the feed would wait for changes that never come.
+        if db.is_dropped() {
+            return Err(crate::store::StoreError::DbNotFound.into());
+        }
         let scan = self.filter.scan(db, since, limit, self.descending)?;
         let limited = limit.is_some_and(|l| scan.hits.len() as u64 >= l);
         for (c, revs) in &scan.hits {

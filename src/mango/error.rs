@@ -66,6 +66,9 @@ pub enum MangoError {
     /// `use_index` names no usable index and `allow_fallback` is false.
     #[error("{0}")]
     InvalidIndex(String),
+    /// A `sort` that no index serves (CouchDB sorts only by reading an index in order).
+    #[error("No index exists for this sort, try indexing by the sort fields.")]
+    NoUsableIndex,
     #[error("Sort must be an array of sort specs, not: {0}")]
     InvalidSortJson(String),
     #[error("Invalid sort field: {0}")]
@@ -104,6 +107,7 @@ impl MangoError {
             InvalidIndexName(_) => "invalid_index_name",
             InvalidBookmark(_) => "invalid_bookmark",
             InvalidIndex(_) => "invalid_index",
+            NoUsableIndex => "no_usable_index",
             InvalidSortJson(_) => "invalid_sort_json",
             InvalidSortField(_) => "invalid_sort_field",
             UnsupportedMixedSort => "unsupported_mixed_sort",

@@ -8,8 +8,8 @@
 //! reversed for a descending sort) and the key range. So `_find` answers with the rows and
 //! the order CouchDB gives, only without the speed of a stored index.
 //!
-//! Where CouchDB refuses, settee answers: a `sort` no index can serve is done in memory
-//! (CouchDB: 400 `no_usable_index`). Where CouchDB's range arithmetic (view collation) calls
+//! A `sort` no index can serve is refused as CouchDB refuses it (400 `no_usable_index`):
+//! answering it would make a query work on settee that fails on CouchDB. Where CouchDB's range arithmetic (view collation) calls
 //! a JSON index range empty, `_explain` says so but `_find` still matches every candidate:
 //! `_id` conditions match in raw order, so such a range can hold matches, and `_find` must
 //! show what a selector-filtered feed sends.
@@ -265,10 +265,11 @@ pub fn plan(sel: &Selector, req: &Request, indexes: &[JsonIndex]) -> Result<Plan
             (Chosen::Json(i), start, end, false)
         }
         // `_all_docs`: rows in `_id` order; it serves a sort on `_id` alone.
-        None => {
+        None if all_docs_usable => {
             let r = sel.id_range();
-            (Chosen::AllDocs, r.start_key, r.end_key, !all_docs_usable)
+            (Chosen::AllDocs, r.start_key, r.end_key, false)
         }
+        None => return Err(MangoError::NoUsableIndex),
     };
     let descending = descending && !sort_in_memory;
     let (start_key, end_key) = if descending {
@@ -466,8 +467,17 @@ mod tests {
             &idx,
         );
         assert_eq!((r.index, r.sort_in_memory), (Chosen::Json(1), false));
-        let r = p(json!({"age": {"$gt": 1}}), &[("name", SortDir::Asc)], &idx);
-        assert_eq!((r.index, r.sort_in_memory), (Chosen::AllDocs, true));
+        let sort = [("name".to_owned(), SortDir::Asc)];
+        let none = plan(
+            &Selector::parse(&json!({"age": {"$gt": 1}})).unwrap(),
+            &Request {
+                sort: &sort,
+                use_index: None,
+                allow_fallback: true,
+            },
+            &idx,
+        );
+        assert!(matches!(none, Err(MangoError::NoUsableIndex)), "{none:?}");
         let r = p(json!({"a": 1}), &[("_id", SortDir::Desc)], &idx);
         assert_eq!(
             (r.index, r.sort_in_memory, r.descending),

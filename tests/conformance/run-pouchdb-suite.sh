@@ -38,8 +38,17 @@
 # (next to this script), which hands such a rejection to mocha as an uncaught error: the test
 # that was running fails with that error and the run goes on. The test counts are then complete.
 #
-# Requirements: node (20 was used) with npm, curl, flock. The settee server is started with
-# its default limits (--max-body 64 MiB); the suite needs nothing bigger.
+# The find files run as upstream runs them, without either hooks file (PouchDB's CI does not
+# load test.setup_global_hooks.js for tests/find). Other variables PouchDB's tests read (for
+# example VIEW_ADAPTERS) pass through from the environment.
+#
+# Exit status: 0 when the run completed, whatever the test results (read results.txt or
+# results.json); non-zero when it could not run (bad arguments, build failure, server down).
+#
+# Requirements: node (20 was used) with npm, curl, flock, timeout; a checkout whose mocha
+# supports --dry-run and the json reporter's output option (mocha 10, as pinned by PouchDB 9).
+# The settee server is started with its default limits (--max-body 64 MiB); the suite needs
+# nothing bigger.
 #
 # Never run two of these (or any two mocha processes) in one checkout at the same time: the
 # suite's node.setup.js deletes ./tmp when it exits. A lock file in the checkout enforces this.
@@ -67,7 +76,7 @@ SERVER_URL=${SERVER_URL:-}
 if [ -z "$SERVER_URL" ]; then
   [ -x "$settee" ] || die "settee binary not found or not executable: $settee"
 fi
-for tool in node npm curl flock; do
+for tool in node npm curl flock timeout; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
 
@@ -104,14 +113,16 @@ fi
 # ---------------------------------------------------------------------------------------------
 settee_pid=
 down_pid=
+mocha_pid=
 data_dir=$(mktemp -d "${TMPDIR:-/tmp}/settee-pouchdb-suite.XXXXXX")
 
 cleanup() {
   local pid
-  for pid in $settee_pid $down_pid; do
+  # mocha_pid is `timeout`, which passes the signal on to the mocha it runs.
+  for pid in $mocha_pid $settee_pid $down_pid; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in $settee_pid $down_pid; do
+  for pid in $mocha_pid $settee_pid $down_pid; do
     wait "$pid" 2>/dev/null || true
   done
   rm -rf "$data_dir"
@@ -192,12 +203,17 @@ run_file() {
   ./node_modules/.bin/mocha --dry-run --require=./tests/integration/node.setup.js \
     --reporter=json --reporter-option "output=$out.planned" "$@" "$file" >/dev/null 2>&1 || true
 
+  # In the background plus `wait`, so that Ctrl-C or a TERM reaches this script's trap at once
+  # (bash runs traps only after a foreground command ends); the trap then stops this mocha.
   start=$(date +%s)
   rc=0
   timeout --kill-after=30 "$FILE_TIMEOUT" ./node_modules/.bin/mocha --exit \
     --timeout "$TEST_TIMEOUT" --require=./tests/integration/node.setup.js \
     --reporter=json --reporter-option "output=$out.json" "$@" "$file" \
-    >"$out.log" 2>&1 </dev/null || rc=$?
+    >"$out.log" 2>&1 </dev/null &
+  mocha_pid=$!
+  wait "$mocha_pid" || rc=$?
+  mocha_pid=
   printf '%s\t%s\t%s\n' "$file" "$rc" "$(($(date +%s) - start))" >>"$RESULTS_DIR/$suite/index.tsv"
 
   if [ -f "$out.json" ]; then
