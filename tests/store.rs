@@ -501,7 +501,7 @@ fn bad_documents_fail_alone_and_write_nothing() {
         tags,
         [
             "bad_request",
-            "bad_request",
+            "illegal_docid",
             "bad_request",
             "doc_validation",
             // `_revisions` wins over `_rev` (as in CouchDB): an edit of 2-y, which `m`

@@ -210,9 +210,12 @@ impl Feed {
         let scan = self.filter.scan(db, since, limit, self.descending)?;
         let limited = limit.is_some_and(|l| scan.hits.len() as u64 >= l);
         for (c, revs) in &scan.hits {
-            let show_seq = self
-                .seq_interval
-                .is_none_or(|n| (*sent + 1).is_multiple_of(n));
+            // CouchDB's rule (`fabric_view_changes`): a row carries its seq when the limit
+            // still to go is a multiple of the interval (no limit counts as 2^28).
+            let show_seq = self.seq_interval.is_none_or(|n| {
+                let to_go = self.limit.unwrap_or(1 << 28).saturating_sub(*sent);
+                to_go.is_multiple_of(n)
+            });
             match framing {
                 Framing::Array if *sent > 0 => out.extend_from_slice(b",\n"),
                 Framing::EventSource => out.extend_from_slice(b"data: "),

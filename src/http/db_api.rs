@@ -350,6 +350,11 @@ async fn bulk_docs(ctx: &Ctx, db: Arc<Database>, req: &Req) -> Result<Resp, ApiE
             ))
         }
     };
+    // As CouchDB, a document of the wrong shape refuses the whole request before anything
+    // is written (conflicts and validation hooks still answer per document).
+    for d in &docs {
+        crate::store::check_shape(d, new_edits).map_err(crate::store::StoreError::from)?;
+    }
     // In `_replicator` and `_users`, and for requests with design documents, each document
     // is checked on its own, and one that fails gets its error in its row while the others
     // are written, as CouchDB's validation hooks answer.

@@ -49,7 +49,9 @@ impl ApiError {
 pub fn doc_status(e: &DocError) -> StatusCode {
     match e {
         DocError::Conflict => StatusCode::CONFLICT,
-        DocError::BadRequest(_) | DocError::Validation(_) => StatusCode::BAD_REQUEST,
+        DocError::BadRequest(_) | DocError::IllegalDocId(_) | DocError::Validation(_) => {
+            StatusCode::BAD_REQUEST
+        }
         DocError::Forbidden(_) => StatusCode::FORBIDDEN,
         DocError::MissingStub(_) => StatusCode::PRECONDITION_FAILED,
         DocError::NotFound(_) => StatusCode::NOT_FOUND,

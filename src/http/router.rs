@@ -125,6 +125,9 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
         [db, "_conflicts"] => conflicts_api::list(ctx, db, &req).await,
         [db, "_conflicts", id] => conflicts_api::resolve(ctx, db, id, &req).await,
         [db, "_local", id] => doc_api::local(ctx, db, &format!("_local/{id}"), &req).await,
+        [_, "_local", _, _, ..] => Err(ApiError::bad_request(
+            "_local documents do not accept attachments.",
+        )),
         [db, "_design", name] => doc_api::doc(ctx, db, &format!("_design/{name}"), &req).await,
         [db, "_design", name, kind, rest @ ..] if kind.starts_with('_') => {
             let db = ctx.store.db(db)?;
@@ -138,6 +141,9 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
         [db, id] if id.starts_with("_local/") => doc_api::local(ctx, db, id, &req).await,
         [db, special] if special.starts_with('_') => db_api::special(ctx, db, special, &req).await,
         [db, id] => doc_api::doc(ctx, db, id, &req).await,
+        [_, id, _, ..] if id.starts_with("_local/") => Err(ApiError::bad_request(
+            "_local documents do not accept attachments.",
+        )),
         [db, id, att @ ..] => doc_api::attachment(ctx, db, id, &att.join("/"), &req).await,
     }
 }

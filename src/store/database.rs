@@ -551,7 +551,10 @@ impl Database {
                     .attachment_data(digest)?
                     .ok_or_else(|| StoreError::Corrupt(format!("attachment {digest}")))?;
                 if let Value::Object(a) = att {
+                    // As CouchDB (`couch_att:to_json`): `length` goes with stubs only; inline
+                    // data says its length itself.
                     a.shift_remove("stub");
+                    a.shift_remove("length");
                     a.insert(
                         "data".into(),
                         Value::String(base64::engine::general_purpose::STANDARD.encode(&data)),
@@ -1376,7 +1379,7 @@ impl<'a> Writer<'a> {
         };
         let pos = parent_rev.as_ref().map_or(1, |r| r.pos + 1);
         let mut body = upd.body;
-        match self.resolve_atts(&upd.id, upd.attachments, pos, |name, _| {
+        match self.resolve_atts(&upd.id, upd.attachments, pos, false, |name, _| {
             parent_atts.as_ref().and_then(|a| a.get(name)).cloned()
         })? {
             Ok(Some(atts)) => {
@@ -1437,7 +1440,7 @@ impl<'a> Writer<'a> {
                     .cloned()
             })
         };
-        match self.resolve_atts(&upd.id, upd.attachments, rev.pos, found)? {
+        match self.resolve_atts(&upd.id, upd.attachments, rev.pos, true, found)? {
             Ok(Some(atts)) => {
                 body.insert("_attachments".into(), atts);
             }
@@ -1466,12 +1469,15 @@ impl<'a> Writer<'a> {
     }
 
     /// Turns incoming attachments into stored stub metadata, storing new data. `existing`
-    /// finds the metadata a stub refers to (by name and, when given, digest).
+    /// finds the metadata a stub refers to (by name and, when given, digest). New data is of
+    /// revision `pos`, as CouchDB sets it on an edit; a replicated write (`keep_revpos`)
+    /// keeps the `revpos` it carries.
     fn resolve_atts(
         &mut self,
         id: &str,
         atts: Vec<(String, AttInput)>,
         pos: u64,
+        keep_revpos: bool,
         existing: impl Fn(&str, Option<&str>) -> Option<Value>,
     ) -> Result<std::result::Result<Option<Value>, DocError>> {
         if atts.is_empty() {
@@ -1486,7 +1492,12 @@ impl<'a> Writer<'a> {
                     revpos,
                 } => {
                     let (digest, length) = self.store_att(data)?;
-                    json!({"content_type": content_type, "revpos": revpos.unwrap_or(pos),
+                    let revpos = if keep_revpos {
+                        revpos.unwrap_or(pos)
+                    } else {
+                        pos
+                    };
+                    json!({"content_type": content_type, "revpos": revpos,
                            "digest": digest, "length": length, "stub": true})
                 }
                 AttInput::Stub { digest, .. } => match existing(&name, digest.as_deref()) {

@@ -69,15 +69,17 @@ pub const DESIGN_PREFIX: &str = "_design/";
 /// Checks a document id as CouchDB does for ordinary (non-local) documents.
 pub fn validate_doc_id(id: &str) -> Result<(), DocError> {
     if id.is_empty() {
-        return Err(DocError::BadRequest("Document id must not be empty".into()));
+        return Err(DocError::IllegalDocId(
+            "Document id must not be empty".into(),
+        ));
     }
     if id.starts_with('_') && !id.starts_with(DESIGN_PREFIX) && !id.starts_with(LOCAL_PREFIX) {
-        return Err(DocError::BadRequest(
+        return Err(DocError::IllegalDocId(
             "Only reserved document ids may start with underscore.".into(),
         ));
     }
     if id == DESIGN_PREFIX || id == LOCAL_PREFIX {
-        return Err(DocError::BadRequest(format!(
+        return Err(DocError::IllegalDocId(format!(
             "Document id {id:?} needs a name after the prefix"
         )));
     }
@@ -95,7 +97,11 @@ impl DocUpdate {
         };
         let id = match map.shift_remove("_id") {
             Some(Value::String(s)) => s,
-            Some(_) => return Err(DocError::BadRequest("Document id must be a string".into())),
+            Some(_) => {
+                return Err(DocError::IllegalDocId(
+                    "Document id must be a string".into(),
+                ))
+            }
             None => default_id
                 .ok_or_else(|| DocError::BadRequest("Document id must be a string".into()))?,
         };
@@ -171,6 +177,53 @@ impl DocUpdate {
     pub fn is_local(&self) -> bool {
         self.id.starts_with(LOCAL_PREFIX)
     }
+}
+
+/// What CouchDB checks of every document of a `_bulk_docs` request before writing any
+/// (`couch_db:doc_from_json_obj_validate` and `validate_revs`): a JSON object, a valid id
+/// when given, a well-formed `_rev`, no unknown special member, and with `new_edits=false`
+/// a revision. One failure refuses the whole request. Reads without copying the document.
+pub fn check_shape(doc: &Value, new_edits: bool) -> Result<(), DocError> {
+    let Value::Object(m) = doc else {
+        return Err(DocError::BadRequest(
+            "Document must be a JSON object".into(),
+        ));
+    };
+    match m.get("_id") {
+        None => {}
+        Some(Value::String(id)) => validate_doc_id(id)?,
+        Some(_) => {
+            return Err(DocError::IllegalDocId(
+                "Document id must be a string".into(),
+            ))
+        }
+    }
+    if let Some(Value::String(r)) = m.get("_rev") {
+        if !m
+            .get("_id")
+            .and_then(Value::as_str)
+            .is_some_and(|i| i.starts_with(LOCAL_PREFIX))
+        {
+            Rev::parse(r)?;
+        }
+    }
+    const PARSED: [&str; 5] = ["_id", "_rev", "_revisions", "_deleted", "_attachments"];
+    if let Some(key) = m.keys().find(|k| {
+        k.starts_with('_')
+            && !PARSED.contains(&k.as_str())
+            && !IGNORED_SPECIALS.contains(&k.as_str())
+            && !KEPT_SPECIALS.contains(&k.as_str())
+    }) {
+        return Err(DocError::Validation(format!(
+            "Bad special document member: {key}"
+        )));
+    }
+    if !new_edits && m.get("_rev").is_none() && m.get("_revisions").is_none() {
+        return Err(DocError::BadRequest(
+            "When `new_edits: false`, the document needs `_rev` or `_revisions` specified".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_revisions(v: &Value) -> Result<Vec<Rev>, DocError> {

@@ -49,6 +49,9 @@ pub enum DocError {
     Conflict,
     #[error("{0}")]
     BadRequest(String),
+    /// An id CouchDB refuses (`illegal_docid`): empty, or a `_` prefix it does not reserve.
+    #[error("{0}")]
+    IllegalDocId(String),
     /// CouchDB's `doc_validation` (bad special member and the like).
     #[error("{0}")]
     Validation(String),
@@ -67,6 +70,7 @@ impl DocError {
         match self {
             DocError::Conflict => "conflict",
             DocError::BadRequest(_) => "bad_request",
+            DocError::IllegalDocId(_) => "illegal_docid",
             DocError::Validation(_) => "doc_validation",
             DocError::Forbidden(_) => "forbidden",
             DocError::MissingStub(_) => "missing_stub",

@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 pub use database::{AttMeta, AttMode, Change, Database, DbInfo, DocOutcome, ReadOpts, RevsDiff};
-pub use doc::{AttInput, DocUpdate};
+pub use doc::{check_shape, AttInput, DocUpdate};
 pub use durability::GroupCommit;
 pub use error::{DocError, Result, StoreError};
 pub use rev::Rev;
