@@ -1129,3 +1129,57 @@ fn a_validate_doc_update_is_stored_and_the_log_says_it_is_not_run() {
     );
     assert!(text.contains("does not run it"), "{text}");
 }
+
+#[test]
+fn indexes_keep_to_their_own_design_documents_as_in_couchdb() {
+    let s = Server::start(&[]);
+    assert_eq!(s.req("PUT", "/db", None).0, 201);
+    assert_eq!(
+        s.req("PUT", "/db/_design/js", Some(&json!({"views": {}})))
+            .0,
+        201
+    );
+    let (st, e) = s.req(
+        "POST",
+        "/db/_index",
+        Some(&json!({"index": {"fields": ["foo"]}, "ddoc": "js", "name": "x"})),
+    );
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_ddoc_lang")),
+        "{e}"
+    );
+    assert_eq!(
+        s.req("GET", "/db/_design/js", None).1["views"],
+        json!({}),
+        "untouched"
+    );
+    // Same fields, different names: different design documents.
+    let mk = |name: &str| {
+        s.req(
+            "POST",
+            "/db/_index",
+            Some(&json!({"index": {"fields": ["foo"]}, "name": name})),
+        )
+        .1
+    };
+    let (a, b) = (mk("one"), mk("two"));
+    assert_eq!(
+        (a["result"].as_str(), b["result"].as_str()),
+        (Some("created"), Some("created"))
+    );
+    assert_ne!(a["id"], b["id"]);
+    // A partial filter is part of the view's map, normalised.
+    let (_, r) = s.req(
+        "POST",
+        "/db/_index",
+        Some(&json!({"index": {"fields": ["hello"], "partial_filter_selector": {"type": "x"}}, "ddoc": "p", "name": "p"})),
+    );
+    assert_eq!(r["result"], "created");
+    let (_, d) = s.req("GET", "/db/_design/p", None);
+    assert_eq!(
+        d["views"]["p"]["map"]["partial_filter_selector"],
+        json!({"type": {"$eq": "x"}}),
+        "{d}"
+    );
+}

@@ -354,16 +354,23 @@ pub async fn index(
                 .collect();
             let mut def = Map::new();
             def.insert("fields".into(), Value::Array(def_fields.clone()));
+            let mut partial = None;
             if let Some(p) = index.get("partial_filter_selector") {
-                crate::mango::Selector::parse(p).map_err(mango_error)?;
+                let sel = crate::mango::Selector::parse(p).map_err(mango_error)?;
                 def.insert("partial_filter_selector".into(), p.clone());
+                partial = Some(sel.normalized());
             }
             let def = Value::Object(def);
-            let hash = crate::store::rev::hex(&md5::Md5::digest(def.to_string().as_bytes()));
-            let name = body
-                .get("name")
-                .and_then(Value::as_str)
-                .map_or_else(|| hash.clone(), str::to_owned);
+            let given_name = body.get("name").and_then(Value::as_str);
+            // As CouchDB, the generated name and design document come from the whole
+            // definition, the name included: two indexes on the same fields under different
+            // names live in different design documents.
+            let hash = crate::store::rev::hex(&md5::Md5::digest(
+                json!({"def": def, "name": given_name, "type": "json"})
+                    .to_string()
+                    .as_bytes(),
+            ));
+            let name = given_name.map_or_else(|| hash.clone(), str::to_owned);
             let ddoc = body
                 .get("ddoc")
                 .and_then(Value::as_str)
@@ -374,6 +381,21 @@ pub async fn index(
                 format!("_design/{ddoc}")
             };
             let existing = db.get(&ddoc_id, None, &ReadOpts::default()).ok();
+            if let Some(e) = &existing {
+                // An index goes only into a design document of Mango's own language, never
+                // into a user's JavaScript one.
+                if e.get("language").and_then(Value::as_str) != Some("query") {
+                    let lang = e.get("language").map_or("false".to_owned(), |l| match l {
+                        Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    });
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_ddoc_lang",
+                        format!("Existing design doc has an invalid language: {lang}"),
+                    ));
+                }
+            }
             if existing
                 .as_ref()
                 .and_then(|d| d.pointer(&format!("/views/{name}/options/def")))
@@ -394,8 +416,11 @@ pub async fn index(
                         .map(|(k, v)| (k.clone(), v.clone()))
                 })
                 .collect();
-            doc["views"][&name] =
-                json!({"map": {"fields": map_fields}, "reduce": "_count", "options": {"def": def}});
+            let mut map = json!({"fields": map_fields});
+            if let Some(p) = partial {
+                map["partial_filter_selector"] = p;
+            }
+            doc["views"][&name] = json!({"map": map, "reduce": "_count", "options": {"def": def}});
             let out = blocking(move || Ok(db.bulk_docs(vec![doc], true)?)).await?;
             if let Some(Err(e)) = out.into_iter().next().map(|o| o.result) {
                 return Err(e.into());
