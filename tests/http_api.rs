@@ -1183,3 +1183,36 @@ fn indexes_keep_to_their_own_design_documents_as_in_couchdb() {
         "{d}"
     );
 }
+
+#[test]
+fn query_strings_with_raw_quotes_and_braces_are_read_as_typed() {
+    let s = Server::start(&[]);
+    assert_eq!(s.req("PUT", "/db", None).0, 201);
+    for id in ["j", "k", "l"] {
+        assert_eq!(s.req("PUT", &format!("/db/{id}"), Some(&json!({}))).0, 201);
+    }
+    // As curl users type them: CouchDB answers these, hyper alone refused them.
+    let (st, v) = s.req("GET", "/db/_all_docs?key=\"k\"", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["rows"][0]["id"], "k");
+    let (st, v) = s.req("GET", "/db/_all_docs?startkey=\"k\"&endkey=\"l\"", None);
+    assert_eq!(
+        (st, v["rows"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{v}"
+    );
+    let (st, v) = s.req("GET", "/db/_all_docs?keys=[\"j\",\"l\"]", None);
+    assert_eq!(
+        (st, v["rows"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{v}"
+    );
+    // A body after such a request on the same connection is read untouched.
+    let (st, _) = s.req(
+        "POST",
+        "/db/_bulk_docs?x=\"1\"",
+        Some(&json!({"docs": [{"_id": "q\"{}"}]})),
+    );
+    assert_eq!(st, 201);
+    assert_eq!(s.req("GET", "/db/q%22%7B%7D", None).0, 200);
+}

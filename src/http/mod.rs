@@ -10,6 +10,7 @@ pub mod db_api;
 pub mod doc_api;
 pub mod error;
 pub mod find_api;
+mod lenient;
 pub mod multipart;
 pub mod replication_api;
 pub mod request;
@@ -80,7 +81,7 @@ pub async fn serve(
                     let svc = service_fn(move |req| router::handle(ctx.clone(), req));
                     let conn = http1::Builder::new()
                         .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc);
+                        .serve_connection(TokioIo::new(lenient::Lenient::new(stream)), svc);
                     tokio::pin!(conn);
                     tokio::select! {
                         res = conn.as_mut() => {
