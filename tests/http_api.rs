@@ -54,7 +54,7 @@ fn welcome_up_uuids_and_database_lifecycle() {
     let (st, info) = s.req("GET", "/db1", None);
     assert_eq!(
         (st, info["doc_count"].as_u64(), info["update_seq"].as_str()),
-        (200, Some(0), Some("0"))
+        (200, Some(0), Some("0-settee"))
     );
     let (st, _, body) = s.raw("HEAD", "/db1", &[], None);
     assert_eq!((st, body.len()), (200, 0));
@@ -225,11 +225,11 @@ fn changes_normal_longpoll_and_continuous() {
     }
     let (_, c) = s.req("GET", "/db/_changes?style=all_docs", None);
     assert_eq!(c["results"].as_array().unwrap().len(), 3);
-    assert_eq!(c["last_seq"], "3");
+    assert_eq!(c["last_seq"], "3-settee");
     assert_eq!(c["pending"], 0);
     let (_, c) = s.req("GET", "/db/_changes?since=1&limit=1", None);
     assert_eq!(c["results"][0]["id"], "b");
-    assert_eq!(c["last_seq"], "2");
+    assert_eq!(c["last_seq"], "2-settee");
     assert_eq!(c["pending"], 1);
     let (_, c) = s.req(
         "POST",
@@ -700,8 +700,16 @@ fn dbs_info_seq_interval_and_multipart_open_revs() {
         .map(|r| &r["seq"])
         .collect();
     // CouchDB's rule: a seq where the limit still to go (2^28 without one) is a multiple.
-    assert_eq!(seqs, [&json!("1"), &Value::Null, &json!("3"), &Value::Null]);
-    assert_eq!(c["last_seq"], "4");
+    assert_eq!(
+        seqs,
+        [
+            &json!("1-settee"),
+            &Value::Null,
+            &json!("3-settee"),
+            &Value::Null
+        ]
+    );
+    assert_eq!(c["last_seq"], "4-settee");
     let (_, c) = s.req("GET", "/db/_changes?seq_interval=2&limit=3", None);
     let seqs: Vec<&Value> = c["results"]
         .as_array()
@@ -709,7 +717,7 @@ fn dbs_info_seq_interval_and_multipart_open_revs() {
         .iter()
         .map(|r| &r["seq"])
         .collect();
-    assert_eq!(seqs, [&Value::Null, &json!("2"), &Value::Null]);
+    assert_eq!(seqs, [&Value::Null, &json!("2-settee"), &Value::Null]);
     let (st, hdrs, body) = s.raw(
         "GET",
         "/db/a?open_revs=all&revs=true",

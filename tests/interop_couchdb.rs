@@ -641,12 +641,7 @@ fn couchdb_killed_mid_run_resumes_from_its_checkpoint_on_settee() {
     // CouchDB's counters add up every session of a job, so the resumed session is judged by
     // where it started: past what was written before the kill (settee's sequences count
     // documents here, one write each).
-    let resumed_at: u64 = history[0]["start_last_seq"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| history[0]["start_last_seq"].to_string())
-        .parse()
-        .unwrap_or_else(|_| panic!("{history:?}"));
+    let resumed_at = seq_number(&history[0]["start_last_seq"]);
     assert!(
         resumed_at >= before / 2 && resumed_at <= at_restart,
         "resumed at {resumed_at}; {before} were written before the kill, {at_restart} after"

@@ -307,7 +307,7 @@ fn cli_written(out: &std::process::Output) -> u64 {
 
 fn update_seq(s: &Server, db: &str) -> u64 {
     let (_, v) = areq(&s.addr, "GET", &format!("/{db}"), None);
-    v["update_seq"].as_str().unwrap().parse().unwrap()
+    common::seq_number(&v["update_seq"])
 }
 
 #[test]

@@ -53,11 +53,7 @@ fn exists(s: &Server, db: &str, id: &str) -> bool {
 }
 
 fn update_seq(s: &Server, db: &str) -> u64 {
-    areq(s, "GET", &format!("/{db}"), None).1["update_seq"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::seq_number(&areq(s, "GET", &format!("/{db}"), None).1["update_seq"])
 }
 
 #[test]
@@ -291,8 +287,12 @@ fn runtime_failures_show_as_states_and_duplicates_fail() {
         v["info"]["error"].as_str().unwrap().contains("`nodb`"),
         "{v}"
     );
-    let d = areq(&s, "GET", "/_replicator/dup", None).1;
-    assert_eq!(d["_replication_state"], "failed");
+    // The state is recorded in the document by the scheduler's writer, just after.
+    let d = wait_for(30, || {
+        let d = areq(&s, "GET", "/_replicator/dup", None).1;
+        (d["_replication_state"] == "failed").then_some(d)
+    })
+    .expect("the failed state is recorded in the document");
     assert!(d["_replication_state_reason"]
         .as_str()
         .unwrap()

@@ -34,8 +34,7 @@ struct Feed {
 }
 
 fn parse_seq(v: &str) -> Result<u64, ApiError> {
-    let head = v.trim_matches('"').split('-').next().unwrap_or("");
-    head.parse().map_err(|_| {
+    crate::store::parse_seq(v).ok_or_else(|| {
         ApiError::bad_request(format!(
             "Malformed sequence supplied in 'since' parameter: {v:?}"
         ))
@@ -228,7 +227,7 @@ impl Feed {
                 Framing::EventSource => {
                     out.extend_from_slice(b"\nid: ");
                     if show_seq {
-                        out.extend_from_slice(c.seq.to_string().as_bytes());
+                        out.extend_from_slice(crate::store::seq_string(c.seq).as_bytes());
                     }
                     out.extend_from_slice(b"\n\n");
                 }

@@ -26,7 +26,7 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 pub fn seq_json(seq: u64) -> Value {
-    Value::String(seq.to_string())
+    Value::String(crate::store::seq_string(seq))
 }
 
 pub fn db_info_json(ctx: &Ctx, db: &Database) -> Result<Value, ApiError> {

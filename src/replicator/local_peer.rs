@@ -262,7 +262,7 @@ fn scan(
             None
         };
         rows.push(ChangeRow {
-            seq: json!(c.seq.to_string()),
+            seq: json!(crate::store::seq_string(c.seq)),
             revs: leaves
                 .iter()
                 .map(|&i| tree.node(i).rev.to_string())

@@ -61,6 +61,19 @@ pub struct Store {
 pub const SYSTEM_DBS: &[&str] = &["_replicator", "_users"];
 
 /// CouchDB's database name rule: `^[a-z][a-z0-9_$()+/-]*$`, or a known system name.
+/// A sequence as settee shows it: `N-settee`, CouchDB's `N-<opaque>` shape, so clients that
+/// read the number before the dash (PouchDB does) get it, and every sequence is a string as
+/// CouchDB 3's are. Read back with [`parse_seq`].
+pub fn seq_string(seq: u64) -> String {
+    format!("{seq}-settee")
+}
+
+/// The number of a sequence written by [`seq_string`], a bare number (`4`, `"4"`: what older
+/// settee versions wrote), or `None`.
+pub fn parse_seq(s: &str) -> Option<u64> {
+    s.trim_matches('"').split('-').next()?.parse().ok()
+}
+
 pub fn validate_db_name(name: &str) -> Result<()> {
     if SYSTEM_DBS.contains(&name) {
         return Ok(());

@@ -340,11 +340,7 @@ pub fn delete_doc(s: &Server, db: &str, id: &str) {
 
 /// A database's `update_seq` as a number.
 pub fn update_seq_of(s: &Server, db: &str) -> u64 {
-    let v = areq(s, "GET", &format!("/{db}"), None).1;
-    match &v["update_seq"] {
-        Value::String(x) => x.split('-').next().unwrap().parse().unwrap(),
-        n => n.as_u64().unwrap(),
-    }
+    seq_number(&areq(s, "GET", &format!("/{db}"), None).1["update_seq"])
 }
 
 /// [`trees`] of an admin-only database.
@@ -386,3 +382,12 @@ pub fn set_members(s: &Server, db: &str, names: &[&str]) {
     assert_eq!(st, 200, "{v}");
 }
 pub mod couchdb;
+
+/// The number of a sequence as settee writes it (`"4-settee"`), or a bare number.
+pub fn seq_number(v: &Value) -> u64 {
+    match v {
+        Value::Number(n) => n.as_u64().unwrap(),
+        Value::String(s) => s.split('-').next().unwrap().parse().unwrap(),
+        other => panic!("not a sequence: {other}"),
+    }
+}
