@@ -1088,26 +1088,10 @@ fn javascript_design_functions_fail_as_missing_features_not_as_attachments() {
 
 #[test]
 fn a_validate_doc_update_is_stored_and_the_log_says_it_is_not_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_settee"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("log");
+    let mut server = Server::start_logging(&log, &[]);
+    let addr = server.addr.clone();
     assert_eq!(req(&addr, "PUT", "/db", None).0, 201);
     let vdu = json!({"validate_doc_update": "function(n){ if (!n.ok) throw({forbidden: 'no'}); }"});
     for i in 0..2 {
@@ -1127,8 +1111,8 @@ fn a_validate_doc_update_is_stored_and_the_log_says_it_is_not_run() {
         .0,
         201
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         text.matches("validate_doc_update").count(),

@@ -4,15 +4,11 @@
 //! wait for the servers to answer and for the share to deliver (a person typing the commands
 //! gives them that time), and labels before the outputs checked here.
 
+mod common;
+
 use std::process::Command;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 fn sharing_block() -> String {
     block_of("## Sharing part of a database")

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::Value;
 
-use super::raw;
+use super::{free_port, raw};
 
 pub struct Couch {
     /// `host:port`.
@@ -46,14 +46,6 @@ fn tarball() -> Option<PathBuf> {
 
 fn node_name(port: u16) -> String {
     format!("couch{port}x{}@127.0.0.1", std::process::id())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Couch {

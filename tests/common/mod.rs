@@ -14,6 +14,15 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
@@ -26,11 +35,27 @@ impl Server {
 
     /// Starts on a given address (to come back on the same port after a stop).
     pub fn start_at(dir: tempfile::TempDir, bind: &str, extra: &[&str]) -> Server {
+        Server::spawn(dir, bind, extra, Stdio::inherit())
+    }
+
+    /// A server whose log (stderr) goes to `log`, for tests that read what it says.
+    pub fn start_logging(log: &std::path::Path, extra: &[&str]) -> Server {
+        let file = std::fs::File::create(log).unwrap();
+        Server::spawn(
+            tempfile::tempdir().unwrap(),
+            "127.0.0.1:0",
+            extra,
+            Stdio::from(file),
+        )
+    }
+
+    fn spawn(dir: tempfile::TempDir, bind: &str, extra: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_settee"))
             .args(["serve", "--bind", bind, "--data"])
             .arg(dir.path())
             .args(extra)
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut line = String::new();
