@@ -1126,3 +1126,39 @@ fn store_format_is_checked_and_raised() {
     });
     assert!(err.contains("newer settee"), "{err}");
 }
+
+#[test]
+fn a_hash_less_revision_is_written_read_and_replicated_as_couchdb_allows() {
+    let (_d, s) = store();
+    let db = s.create_db("db").unwrap();
+    let out = db
+        .bulk_docs(
+            vec![json!({"_id": "foo", "_rev": "1-", "integer": 1})],
+            false,
+        )
+        .unwrap();
+    assert!(out[0].result.is_ok(), "{:?}", out[0].result);
+    let doc = db
+        .get(
+            "foo",
+            None,
+            &ReadOpts {
+                revs: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(doc["_rev"], "1-");
+    assert_eq!(doc["_revisions"], json!({"start": 1, "ids": [""]}));
+    // Written again from its own `_revisions` (a replication of it): nothing new.
+    let again = db.bulk_docs(vec![doc.clone()], false).unwrap();
+    assert!(again[0].result.is_ok());
+    // An edit on top of it.
+    let r2 = db
+        .bulk_docs(
+            vec![json!({"_id": "foo", "_rev": "1-", "integer": 2})],
+            true,
+        )
+        .unwrap();
+    assert!(r2[0].result.as_ref().unwrap().starts_with("2-"));
+}

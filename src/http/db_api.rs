@@ -8,7 +8,6 @@ use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
 use super::request::{json_bytes_resp, json_resp, write_json, Req, Resp};
-use super::router::id_revs;
 use super::Ctx;
 use crate::store::{AttMode, Database, ReadOpts, Rev};
 
@@ -711,4 +710,28 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     }
     out.extend_from_slice(b"\n]}\n");
     Ok(json_bytes_resp(StatusCode::OK, out))
+}
+
+/// Parses a JSON body that must be an object mapping ids to revision lists
+/// (`_revs_diff`, `_purge`).
+fn id_revs(
+    body: &serde_json::Map<String, Value>,
+) -> Result<Vec<(String, Vec<crate::store::Rev>)>, ApiError> {
+    body.iter()
+        .map(|(id, revs)| {
+            let revs = revs
+                .as_array()
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("revisions of {id:?} must be an array"))
+                })?
+                .iter()
+                .map(|r| {
+                    r.as_str()
+                        .ok_or_else(|| ApiError::bad_request("revisions must be strings"))
+                        .and_then(|s| crate::store::Rev::parse(s).map_err(ApiError::from))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((id.clone(), revs))
+        })
+        .collect()
 }

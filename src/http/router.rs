@@ -164,30 +164,6 @@ fn welcome(ctx: &Ctx) -> Resp {
     )
 }
 
-/// Parses a JSON body that must be an object mapping ids to revision lists
-/// (`_revs_diff`, `_purge`).
-pub fn id_revs(
-    body: &serde_json::Map<String, Value>,
-) -> Result<Vec<(String, Vec<crate::store::Rev>)>, ApiError> {
-    body.iter()
-        .map(|(id, revs)| {
-            let revs = revs
-                .as_array()
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!("revisions of {id:?} must be an array"))
-                })?
-                .iter()
-                .map(|r| {
-                    r.as_str()
-                        .ok_or_else(|| ApiError::bad_request("revisions must be strings"))
-                        .and_then(|s| crate::store::Rev::parse(s).map_err(ApiError::from))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((id.clone(), revs))
-        })
-        .collect()
-}
-
 /// `GET|POST|DELETE /_session`: cookie sessions, as CouchDB's cookie authentication handler.
 fn session(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     match req.method {

@@ -245,8 +245,9 @@ fn parse_revisions(v: &Value) -> Result<Vec<Rev>, DocError> {
     ids.iter()
         .enumerate()
         .map(|(i, id)| match id.as_str() {
-            Some(h) if !h.is_empty() => Ok(Rev::new(start - i as u64, h)),
-            _ => Err(bad("ids must be non-empty strings")),
+            // An empty id is a hash-less revision (`1-`), which CouchDB allows.
+            Some(h) => Ok(Rev::new(start - i as u64, h)),
+            None => Err(bad("ids must be strings")),
         })
         .collect()
 }

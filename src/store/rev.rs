@@ -23,11 +23,12 @@ impl Rev {
         }
     }
 
-    /// Parses `N-hash`; N must be a positive integer and the hash non-empty.
+    /// Parses `N-hash`; N must be a positive integer. The hash may be empty (`1-`), as
+    /// CouchDB's `parse_rev` allows and PouchDB's suite writes with `new_edits=false`.
     pub fn parse(s: &str) -> Result<Rev, DocError> {
         let bad = || DocError::BadRequest(format!("Invalid rev format: {s:?}"));
         let (n, hash) = s.split_once('-').ok_or_else(bad)?;
-        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || hash.is_empty() {
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         let pos: u64 = n.parse().map_err(|_| bad())?;
@@ -120,13 +121,14 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         assert_eq!(Rev::parse("3-abc").unwrap(), Rev::new(3, "abc"));
+        // Hash-less, as CouchDB allows.
+        assert_eq!(Rev::parse("3-").unwrap(), Rev::new(3, ""));
         for bad in [
             "",
             "3",
             "-abc",
             "0-abc",
             "x-abc",
-            "3-",
             "+3-a",
             "18446744073709551616-a",
         ] {
