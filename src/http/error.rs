@@ -81,7 +81,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(r) => ApiError::not_found(r),
             StoreError::BadRequest(r) => ApiError::bad_request(r),
             StoreError::Doc(d) => d.into(),
-            StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::InUse(_) => {
+            StoreError::Storage(_)
+            | StoreError::Corrupt(_)
+            | StoreError::InUse(_)
+            | StoreError::Bug(_) => {
                 // Internals go to the log under an id; the client sees only the id.
                 let id = crate::store::database::new_uuid();
                 tracing::error!(error_id = %id, error = %e, "internal error");

@@ -283,13 +283,13 @@ impl Database {
             std::thread::scope(|s| {
                 // In groups: a channel message per document cost more in wake-ups than the
                 // hashing it carried.
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Option<Prepared>>>(8);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Option<Prepared>>>>(8);
                 let helper = std::thread::Builder::new()
                     .name("settee-hash".into())
                     .spawn_scoped(s, move || {
                         let mut group = Vec::with_capacity(PREPARE_GROUP);
                         for job in take() {
-                            group.push(job.map(Prepared::compute));
+                            group.push(job.map(Prepared::compute).transpose());
                             if group.len() == PREPARE_GROUP {
                                 let full = std::mem::replace(
                                     &mut group,
@@ -305,14 +305,16 @@ impl Database {
                         }
                     });
                 if helper.is_err() {
-                    let inline = take().into_iter().map(|j| Ok(j.map(Prepared::compute)));
+                    let inline = take()
+                        .into_iter()
+                        .map(|j| j.map(Prepared::compute).transpose());
                     let out = w.apply(docs, new_edits, inline)?;
                     return Ok((out, w.finish()?));
                 }
                 let mut group = Vec::new().into_iter();
                 let prepared = std::iter::from_fn(move || loop {
                     if let Some(p) = group.next() {
-                        return Some(Ok(p));
+                        return Some(p);
                     }
                     match rx.recv() {
                         Ok(g) => group = g.into_iter(),
@@ -965,7 +967,7 @@ impl Database {
         let mut next = meta.clone();
         f(&mut next);
         self.tree
-            .insert(codec::meta_key("meta"), encode_meta(&next))?;
+            .insert(codec::meta_key("meta"), encode_meta(&next)?)?;
         *meta = next;
         drop(meta);
         self.commit.commit()
@@ -987,7 +989,7 @@ impl Database {
         let _guard = self.lock()?;
         self.tree.insert(
             codec::meta_key("security"),
-            serde_json::to_vec(sec).unwrap_or_default(),
+            super::error::encode("_security", sec)?,
         )?;
         drop(_guard);
         self.commit.commit()
@@ -1026,7 +1028,7 @@ impl Database {
         if removed > 0 {
             let mut next = meta.clone();
             next.external = next.external.saturating_sub(freed);
-            batch.insert(codec::meta_key("meta"), encode_meta(&next));
+            batch.insert(codec::meta_key("meta"), encode_meta(&next)?);
             self.tree.apply_batch(batch)?;
             *meta = next;
             drop(meta);
@@ -1036,8 +1038,8 @@ impl Database {
     }
 }
 
-fn encode_meta(m: &Meta) -> Vec<u8> {
-    serde_json::to_vec(m).unwrap_or_default()
+fn encode_meta(m: &Meta) -> Result<Vec<u8>> {
+    super::error::encode("database meta", m)
 }
 
 /// The stored body of a leaf revision as a JSON object.
@@ -1103,19 +1105,21 @@ impl Prepared {
         }
     }
 
-    fn compute((parent, deleted, body): (Option<Rev>, bool, Map<String, Value>)) -> Prepared {
+    fn compute(
+        (parent, deleted, body): (Option<Rev>, bool, Map<String, Value>),
+    ) -> Result<Prepared> {
         let body = Value::Object(body);
         let rev = Rev::for_edit(parent.as_ref(), deleted, &body);
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let bytes = super::error::encode("a document body", &body)?;
         let Value::Object(body) = body else {
             unreachable!("built as an object above")
         };
-        Prepared {
+        Ok(Prepared {
             parent,
             rev,
             bytes,
             body,
-        }
+        })
     }
 }
 
@@ -1212,7 +1216,7 @@ impl<'a> Writer<'a> {
     }
 
     fn put_body(&mut self, id: &str, rev: &Rev, body: &Value) -> Result<()> {
-        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let bytes = super::error::encode("a document body", body)?;
         self.put_body_bytes(id, rev, bytes)
     }
 
@@ -1713,7 +1717,7 @@ impl<'a> Writer<'a> {
         if all {
             self.finish_extras(&mut batch)?;
         }
-        batch.insert(codec::meta_key("meta"), encode_meta(&self.meta));
+        batch.insert(codec::meta_key("meta"), encode_meta(&self.meta)?);
         Ok(batch)
     }
 
@@ -1723,7 +1727,7 @@ impl<'a> Writer<'a> {
             match doc {
                 Some(d) => batch.insert(
                     codec::local_key(&id),
-                    serde_json::to_vec(&d).unwrap_or_default(),
+                    super::error::encode("a _local document", &d)?,
                 ),
                 None => batch.remove(codec::local_key(&id)),
             }
@@ -1733,7 +1737,7 @@ impl<'a> Writer<'a> {
             for (i, info) in self.purge_infos.drain(..).enumerate() {
                 batch.insert(
                     &codec::purge_key(first + i as u64)[..],
-                    serde_json::to_vec(&info).unwrap_or_default(),
+                    super::error::encode("a purge info", &info)?,
                 );
             }
             // Keep at most `purged_infos_limit` purge infos.

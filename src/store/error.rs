@@ -25,9 +25,18 @@ pub enum StoreError {
     /// Another process (usually another settee) holds the data folder's lock.
     #[error("{0} is in use by another process (settee still running, or shutting down?): stop it, or pass another --data folder")]
     InUse(String),
-    /// Bytes on disk that do not decode: a bug or corruption, never the caller's input.
+    /// Bytes on disk that do not decode: corruption (or a bug), never the caller's input.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// Something that cannot happen unless settee has a bug (a value that does not
+    /// serialize): refused rather than stored as an empty value.
+    #[error("internal error (a bug in settee): {0}")]
+    Bug(String),
+}
+
+/// JSON bytes of a value to store; a failure is a [`StoreError::Bug`], never empty bytes.
+pub fn encode<T: serde::Serialize + ?Sized>(what: &str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Bug(format!("{what} does not serialize: {e}")))
 }
 
 impl From<sled::Error> for StoreError {

@@ -168,7 +168,7 @@ impl Store {
         let entry = json!({"tree": tree_name, "instance_start_time": micros.to_string()});
         self.sled.open_tree(&tree_name)?;
         self.catalog
-            .insert(name, serde_json::to_vec(&entry).unwrap_or_default())?;
+            .insert(name, error::encode("a catalog entry", &entry)?)?;
         self.commit.commit()?;
         drop(_ddl);
         self.db(name)
