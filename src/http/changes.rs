@@ -114,10 +114,10 @@ impl Feed {
                         "missing json key: {member}/{name} in _design/{ddoc}"
                     )));
                 }
-                return Err(ApiError::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "not_implemented",
-                    format!("settee runs no JavaScript: the {member} of _design/{ddoc} are stored and replicated but not run; use filter=_selector (a Mango selector), _doc_ids or _design"),
+                return Err(ApiError::no_javascript(
+                    member,
+                    ddoc,
+                    "use filter=_selector (a Mango selector), _doc_ids or _design",
                 ));
             }
         }

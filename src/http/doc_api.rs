@@ -347,9 +347,9 @@ pub fn design_function(
             format!("missing {member} function {function:?} in _design/{name}")
         }));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        format!("settee runs no JavaScript: the {member} of _design/{name} are stored and replicated but not run; query with _find and an index instead"),
+    Err(ApiError::no_javascript(
+        member,
+        name,
+        "query with _find and an index instead",
     ))
 }

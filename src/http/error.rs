@@ -23,6 +23,15 @@ impl ApiError {
     pub fn bad_request(reason: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", reason)
     }
+    /// A design document function settee does not run (it runs no JavaScript): 501, saying
+    /// what to use instead.
+    pub fn no_javascript(member: &str, ddoc: &str, instead: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            format!("settee runs no JavaScript: the {member} of _design/{ddoc} are stored and replicated but not run; {instead}"),
+        )
+    }
     pub fn not_found(reason: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", reason)
     }

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::request::{json_resp, Req, Resp};
 use super::Ctx;
 use crate::feed::leaf_matches;
-use crate::mango::find::{cmp_by_sort, parse_sort, project, FindRequest, SortDir, UseIndex};
+use crate::mango::find::{parse_sort, project, FindRequest, SortDir, UseIndex};
 use crate::mango::path::parse_field;
 use crate::mango::plan::{cmp_index_rows, plan, warnings, Chosen, JsonIndex, Plan, Request};
 use crate::mango::MangoError;
@@ -112,10 +112,7 @@ fn run(db: &Database, q: &FindRequest) -> Result<Found, ApiError> {
             keyed.sort_by(|(ka, a), (kb, b)| cmp_index_rows((ka, id(a)), (kb, id(b))));
             matched = keyed.into_iter().map(|(_, d)| d).collect();
         }
-        Chosen::AllDocs if plan.sort_in_memory => {
-            // Stable sort keeps `_id` order among ties.
-            matched.sort_by(|a, b| cmp_by_sort(a, b, &q.sort));
-        }
+        // Rows in `_id` order: `_all_docs` serves no sort but one on `_id`.
         Chosen::AllDocs => {}
     }
     if plan.descending {

@@ -1,11 +1,9 @@
 //! Pure parts of `POST /db/_find`: request validation (CouchDB `mango_opts:validate_find/1`,
-//! `mango_sort`, `mango_fields`), `fields` projection and sort comparison.
-
-use std::cmp::Ordering;
+//! `mango_sort`, `mango_fields`) and `fields` projection. Sorting is the planned index's
+//! order ([`super::plan`]).
 
 use serde_json::{Map, Value};
 
-use super::collate::{cmp_json, cmp_raw};
 use super::error::{show, MangoError};
 use super::path::{parse_field, Lookup};
 use super::Selector;
@@ -335,40 +333,6 @@ pub fn project(doc: &Value, fields: &[String]) -> Value {
     out
 }
 
-/// Compare two documents by a `sort` spec. Each field compares by view collation (raw order
-/// for `_id`, matching `_all_docs`); a document without the field sorts before every value.
-/// Ties return `Equal` (callers break them by `_id`).
-pub fn cmp_by_sort(a: &Value, b: &Value, sort: &[(String, SortDir)]) -> Ordering {
-    for (field, dir) in sort {
-        let path = parse_field(field).unwrap_or_default();
-        let get = |d| match path.lookup(d) {
-            Lookup::Found(v) => Some(v),
-            _ => None,
-        };
-        let o = match (get(a), get(b)) {
-            (None, None) => Ordering::Equal,
-            (None, Some(_)) => Ordering::Less,
-            (Some(_), None) => Ordering::Greater,
-            (Some(x), Some(y)) => {
-                if path.is_id() {
-                    cmp_raw(x, y)
-                } else {
-                    cmp_json(x, y)
-                }
-            }
-        };
-        let o = if *dir == SortDir::Desc {
-            o.reverse()
-        } else {
-            o
-        };
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    Ordering::Equal
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,29 +453,6 @@ mod tests {
         assert_eq!(
             project(&d, &f(&["a", "a.b"])),
             json!({"a": {"b": 1, "c": 2}})
-        );
-    }
-
-    #[test]
-    fn sorting() {
-        let s = vec![("n".to_string(), SortDir::Asc)];
-        assert_eq!(
-            cmp_by_sort(&json!({"n": "a"}), &json!({"n": "B"}), &s),
-            Ordering::Less
-        );
-        assert_eq!(
-            cmp_by_sort(&json!({}), &json!({"n": null}), &s),
-            Ordering::Less
-        );
-        let d = vec![("n".to_string(), SortDir::Desc)];
-        assert_eq!(
-            cmp_by_sort(&json!({"n": 1}), &json!({"n": 2}), &d),
-            Ordering::Greater
-        );
-        let id = vec![("_id".to_string(), SortDir::Asc)];
-        assert_eq!(
-            cmp_by_sort(&json!({"_id": "a"}), &json!({"_id": "B"}), &id),
-            Ordering::Greater
         );
     }
 }

@@ -57,8 +57,6 @@ pub struct Plan {
     pub descending: bool,
     /// A top-level empty `$or`/`$and`/`$in`/`$all`: CouchDB runs no query at all.
     pub empty: bool,
-    /// The sort is not the index order: rows are sorted in memory.
-    pub sort_in_memory: bool,
 }
 
 fn columns(ix: &JsonIndex) -> Vec<&str> {
@@ -252,7 +250,7 @@ pub fn plan(sel: &Selector, req: &Request, indexes: &[JsonIndex]) -> Result<Plan
             .then(ia.fields.len().cmp(&ib.fields.len()))
             .then_with(|| (&ia.ddoc, &ia.name).cmp(&(&ib.ddoc, &ib.name)))
     });
-    let (index, start, end, sort_in_memory) = match best {
+    let (index, start, end) = match best {
         Some(i) => {
             let spans = prefix(&indexes[i]);
             let (start, end) = if noop || spans.iter().any(|s| s.is_none()) {
@@ -262,16 +260,15 @@ pub fn plan(sel: &Selector, req: &Request, indexes: &[JsonIndex]) -> Result<Plan
                     spans.iter().flat_map(|s| s.as_ref()).collect();
                 (Value::Array(start_key(&live)), Value::Array(end_key(&live)))
             };
-            (Chosen::Json(i), start, end, false)
+            (Chosen::Json(i), start, end)
         }
         // `_all_docs`: rows in `_id` order; it serves a sort on `_id` alone.
         None if all_docs_usable => {
             let r = sel.id_range();
-            (Chosen::AllDocs, r.start_key, r.end_key, false)
+            (Chosen::AllDocs, r.start_key, r.end_key)
         }
         None => return Err(MangoError::NoUsableIndex),
     };
-    let descending = descending && !sort_in_memory;
     let (start_key, end_key) = if descending {
         (end, start)
     } else {
@@ -283,7 +280,6 @@ pub fn plan(sel: &Selector, req: &Request, indexes: &[JsonIndex]) -> Result<Plan
         end_key,
         descending,
         empty: noop,
-        sort_in_memory,
     })
 }
 
@@ -466,7 +462,7 @@ mod tests {
             &[("location", SortDir::Asc)],
             &idx,
         );
-        assert_eq!((r.index, r.sort_in_memory), (Chosen::Json(1), false));
+        assert_eq!(r.index, Chosen::Json(1));
         let sort = [("name".to_owned(), SortDir::Asc)];
         let none = plan(
             &Selector::parse(&json!({"age": {"$gt": 1}})).unwrap(),
@@ -479,10 +475,7 @@ mod tests {
         );
         assert!(matches!(none, Err(MangoError::NoUsableIndex)), "{none:?}");
         let r = p(json!({"a": 1}), &[("_id", SortDir::Desc)], &idx);
-        assert_eq!(
-            (r.index, r.sort_in_memory, r.descending),
-            (Chosen::AllDocs, false, true)
-        );
+        assert_eq!((r.index, r.descending), (Chosen::AllDocs, true));
     }
 
     #[test]
