@@ -6,9 +6,24 @@ use settee::store::{
 };
 use std::sync::Arc;
 
+/// Opens the store in `path`. A store reopened in the same process may find the folder's
+/// lock still held for a moment by the earlier instance's sled threads, which release it as
+/// they end: wait for that rather than fail.
+fn open_store(path: &std::path::Path) -> Store {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(&StoreConfig::new(path)) {
+            Err(StoreError::InUse(_)) if std::time::Instant::now() < end => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+    let store = open_store(dir.path());
     (dir, store)
 }
 
@@ -529,7 +544,7 @@ fn databases_are_isolated_recreated_fresh_and_persist() {
     let dir = tempfile::tempdir().unwrap();
     let uuid;
     {
-        let s = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        let s = open_store(dir.path());
         uuid = s.uuid().to_owned();
         let a = s.create_db("a").unwrap();
         put(&a, json!({"_id":"x"})).unwrap();
@@ -548,7 +563,7 @@ fn databases_are_isolated_recreated_fresh_and_persist() {
         assert_eq!(b2.info().unwrap().doc_count, 0);
         assert_ne!(b2.instance_start_time(), "");
     }
-    let s = Store::open(&StoreConfig::new(dir.path())).unwrap();
+    let s = open_store(dir.path());
     assert_eq!(s.uuid(), uuid);
     assert_eq!(s.all_dbs().unwrap(), ["a", "b"]);
     let a = s.db("a").unwrap();
@@ -599,7 +614,7 @@ fn concurrent_writers_all_land_and_share_flushes() {
 #[test]
 fn pending_exact_when_small_bounded_when_large() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let db = store.create_db("p").unwrap();
     let n = settee::store::database::PENDING_EXACT as u64 + 500;
     let docs: Vec<_> = (0..n).map(|i| json!({"_id": format!("d{i:05}")})).collect();
@@ -786,7 +801,7 @@ fn format_1_store_is_migrated_on_open() {
         sled.flush().unwrap();
     }
     {
-        let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        let store = open_store(dir.path());
         let db = store.db("old").unwrap();
         let mine = db.get("mine", None, &ReadOpts::default()).unwrap();
         assert_eq!(mine, json!({"_id": "mine", "_rev": "2-bb", "v": "mine"}));
@@ -1102,7 +1117,7 @@ fn store_format_is_checked_and_raised() {
         u64::from_le_bytes(v.as_ref().try_into().unwrap())
     };
     {
-        let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        let store = open_store(dir.path());
         let db = store.create_db("db").unwrap();
         put(&db, json!({"_id": "a"})).unwrap();
         store.flush().unwrap();
