@@ -10,9 +10,22 @@ use settee::store::{Store, StoreConfig};
 #[command(
     name = "settee",
     version,
-    about = "A CouchDB-compatible replication engine"
+    about = "A CouchDB-compatible replication engine",
+    after_help = "Examples:
+  settee serve --data ./data --admin admin:secret
+  settee status --server http://admin:secret@127.0.0.1:5984 --watch
+  settee doc check replicator-docs/uwazi-publish-whitelisted.json
+  settee share list --json | jq .shares[].id
+
+Exit codes: 0 done (also when the reader of stdout stopped reading), 1 the operation failed
+(refused, unreachable, invalid document), 2 bad usage (unknown flag, malformed argument).
+With --json, every answer is one JSON value per line on stdout and a failure is one JSON
+object {\"error\", \"reason\"} on stderr."
 )]
 struct Cli {
+    /// Print JSON for scripts (one value per line) instead of tables and sentences.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,28 +70,46 @@ enum Command {
     /// Replicate SOURCE to TARGET in the foreground (URLs, or local database names with --data).
     Replicate(settee::cli::ReplicateArgs),
     /// Print every replication document and job of a server as a table.
+    #[command(after_help = "Examples:
+  settee status --server http://admin:secret@127.0.0.1:5984
+  SETTEE_SERVER=http://admin:secret@127.0.0.1:5984 settee status --watch
+  settee status --json | jq '.docs[] | {doc_id, state}'")]
     Status {
         /// Server URL, with credentials if needed: http://admin:pass@127.0.0.1:5984
         #[arg(long, env = "SETTEE_SERVER", default_value = "http://127.0.0.1:5984")]
         server: String,
+        /// Repeat every --interval seconds until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between rounds of --watch.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
     },
     /// Documents with conflicting versions: winner, losers, and the fields that differ.
+    #[command(after_help = "Example:
+  settee conflicts articles --server http://admin:secret@127.0.0.1:5984")]
     Conflicts {
         /// The database.
         db: String,
         /// Server URL, with credentials if needed: http://admin:pass@127.0.0.1:5984
         #[arg(long, env = "SETTEE_SERVER", default_value = "http://127.0.0.1:5984")]
         server: String,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Replication documents: check one, or apply it to a server's _replicator.
+    #[command(after_help = "Examples:
+  settee doc check replicator-docs/sharing-guide-push.json
+  settee doc apply my-replication.json --server http://admin:secret@127.0.0.1:5984
+  cat doc.json | settee doc check - --json")]
     Doc {
         #[command(subcommand)]
         action: DocAction,
     },
     /// Shares: selective one-way or two-way replication with a peer, as one object.
+    #[command(after_help = "Examples:
+  settee share create team --local notes --remote https://bob:pw@peer:6984/notes \\
+      --selector '{\"team\": \"blue\"}' --mode read-write
+  settee share list
+  settee share stop team --purge --dry-run")]
     Share {
         #[command(subcommand)]
         action: ShareAction,
@@ -109,10 +140,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DocAction {
-    /// Validate a replication document as the scheduler would and explain each problem.
+    /// Validate a replication document as the scheduler would and explain each problem
+    /// (exit code 1 when it has one). FILE `-` reads stdin.
     Check { file: PathBuf },
     /// Validate, then put the document into the server's _replicator database.
     Apply {
+        /// The document (`-` reads stdin); its `_id`, else the file's name, names it.
         file: PathBuf,
         #[arg(long, env = "SETTEE_SERVER", default_value = "http://127.0.0.1:5984")]
         server: String,
@@ -122,24 +155,7 @@ enum DocAction {
 #[derive(Subcommand)]
 enum ShareAction {
     /// Share part of a local database with a peer database.
-    Create {
-        id: String,
-        /// The local database.
-        #[arg(long)]
-        local: String,
-        /// The peer database's URL (credentials in it are stored for the replications).
-        #[arg(long)]
-        remote: String,
-        /// What to share: a Mango selector (JSON). Required.
-        #[arg(long)]
-        selector: String,
-        /// read-only (push only) or read-write (both ways).
-        #[arg(long, default_value = "read-only")]
-        mode: String,
-        /// Share every document: needed when the selector matches any document at all.
-        #[arg(long)]
-        all: bool,
-    },
+    Create(settee::cli::ShareCreateArgs),
     /// Every share with the state of each direction.
     List,
     /// One share.
@@ -162,7 +178,21 @@ fn main() -> ExitCode {
     settee::alloc::tune();
     settee::logging::init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let json = cli.json;
+    let result = run(cli.command, json);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            use settee::cli::output;
+            output::report_error(e.as_ref(), json);
+            ExitCode::from(output::exit_code(e.as_ref()))
+        }
+    }
+}
+
+fn run(command: Command, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    use settee::cli;
+    match command {
         Command::Serve {
             data,
             bind,
@@ -189,54 +219,65 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
         ),
-        Command::Replicate(args) => settee::cli::replicate(args),
-        Command::Status { server } => settee::cli::status(&server),
-        Command::Conflicts { db, server, json } => settee::cli::conflicts(&server, &db, json),
+        Command::Replicate(args) => cli::replicate(args, json),
+        Command::Status {
+            server,
+            watch,
+            interval,
+        } => {
+            let interval = std::time::Duration::try_from_secs_f64(interval.max(0.1))
+                .map_err(|e| cli::output::Usage(format!("--interval: {e}")))?;
+            cli::status(&server, json, watch, interval)
+        }
+        Command::Conflicts { db, server } => cli::conflicts(&server, &db, json),
         Command::Doc {
             action: DocAction::Check { file },
-        } => match settee::cli::doc_check(&file) {
-            Ok(true) => Ok(()),
-            Ok(false) => return ExitCode::from(1),
-            Err(e) => Err(e),
+        } => match cli::doc_check(&file, json)? {
+            true => Ok(()),
+            // The problems are printed already: fail without another message.
+            false => std::process::exit(1),
         },
         Command::Doc {
             action: DocAction::Apply { file, server },
-        } => settee::cli::doc_apply(&file, &server),
+        } => cli::doc_apply(&file, &server, json),
         Command::Share { action, server } => match action {
-            ShareAction::Create {
-                id,
-                local,
-                remote,
-                selector,
-                mode,
-                all,
-            } => settee::cli::share_create(&server, &id, &local, &remote, &selector, &mode, all),
-            ShareAction::List => settee::cli::share_show(&server, None),
-            ShareAction::Show { id } => settee::cli::share_show(&server, Some(&id)),
+            ShareAction::Create(args) => cli::share_create(&server, &args, json),
+            ShareAction::List => cli::share_show(&server, None, json),
+            ShareAction::Show { id } => cli::share_show(&server, Some(&id), json),
             ShareAction::Stop { id, purge, dry_run } => {
-                settee::cli::share_stop(&server, &id, purge.as_deref(), dry_run)
+                cli::share_stop(&server, &id, purge.as_deref(), dry_run, json)
             }
         },
-        Command::Inspect { data } => inspect(data),
+        Command::Inspect { data } => inspect(data, json),
         Command::CrashWriter { data, batch } => settee::debug::crash_writer(&data, batch),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("settee: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 
-fn inspect(data: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+fn inspect(data: PathBuf, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    use settee::say;
     let store = Store::open(&StoreConfig::new(&data))?;
-    println!("settee store at {} (uuid {})", data.display(), store.uuid());
+    let mut dbs = Vec::new();
     for name in store.all_dbs()? {
         let info = store.db(&name)?.info()?;
-        println!(
+        dbs.push((name, info));
+    }
+    if json {
+        let dbs: Vec<_> = dbs
+            .iter()
+            .map(|(name, i)| serde_json::json!({"db_name": name, "doc_count": i.doc_count, "doc_del_count": i.doc_del_count, "update_seq": i.update_seq}))
+            .collect();
+        settee::cli::output::json_line(
+            &serde_json::json!({"data": data, "uuid": store.uuid(), "dbs": dbs}),
+        );
+        return Ok(());
+    }
+    say!("settee store at {} (uuid {})", data.display(), store.uuid());
+    for (name, info) in dbs {
+        say!(
             "  {name}: {} docs, {} deleted, update_seq {}",
-            info.doc_count, info.doc_del_count, info.update_seq
+            info.doc_count,
+            info.doc_del_count,
+            info.update_seq
         );
     }
     Ok(())
@@ -252,7 +293,11 @@ fn serve(
     let admin = match admin {
         Some(a) => match a.split_once(':') {
             Some((u, p)) if !u.is_empty() && !p.is_empty() => Some((u.to_owned(), p.to_owned())),
-            _ => return Err("--admin must be USER:PASS".into()),
+            _ => {
+                return Err(Box::new(settee::cli::output::Usage(
+                    "--admin must be USER:PASS".into(),
+                )))
+            }
         },
         None => None,
     };

@@ -12,6 +12,7 @@
 //! Invariants: every job task is owned by the shell's `JoinSet` and is cancelled (with a final
 //! checkpoint) on shutdown; the shell never decides, the core never does I/O.
 
+pub mod check;
 pub mod docs;
 pub mod machine;
 pub mod notify;

@@ -1,5 +1,9 @@
 //! Commands beyond `serve`: `replicate` (a foreground replication with a progress bar),
-//! `status` (the scheduler as a table) and `doc check|apply` (replication documents).
+//! `status` (the scheduler as a table), `doc check|apply` (replication documents), `share …`
+//! and `conflicts`. Every command prints for people by default and one JSON value per line
+//! with `--json`; [`output`] holds the rules they share (closed pipes, exit codes).
+
+pub mod output;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +13,9 @@ use serde_json::{json, Value};
 use crate::replicator::{self, Env, JobState, Spec};
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+use crate::say;
+use output::{json_line, usage};
 
 /// Options of `settee replicate`.
 #[derive(clap::Args)]
@@ -53,6 +60,27 @@ pub struct ReplicateArgs {
     pub quiet: bool,
 }
 
+/// Options of `settee share create`.
+#[derive(clap::Args)]
+pub struct ShareCreateArgs {
+    pub id: String,
+    /// The local database.
+    #[arg(long)]
+    pub local: String,
+    /// The peer database's URL (credentials in it are stored for the replications).
+    #[arg(long)]
+    pub remote: String,
+    /// What to share: a Mango selector (JSON). Required.
+    #[arg(long)]
+    pub selector: String,
+    /// read-only (push only) or read-write (both ways).
+    #[arg(long, default_value = "read-only")]
+    pub mode: String,
+    /// Share every document: needed when the selector matches any document at all.
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// Builds the replication body `settee replicate` stands for.
 pub fn replicate_body(a: &ReplicateArgs) -> Res<Value> {
     let mut body = json!({"source": a.source, "target": a.target});
@@ -63,8 +91,8 @@ pub fn replicate_body(a: &ReplicateArgs) -> Res<Value> {
         body["create_target"] = json!(true);
     }
     if let Some(s) = &a.selector {
-        body["selector"] =
-            serde_json::from_str(s).map_err(|e| format!("--selector is not valid JSON: {e}"))?;
+        body["selector"] = serde_json::from_str(s)
+            .or_else(|e| usage(format!("--selector is not valid JSON: {e}")))?;
     }
     if let Some(ids) = &a.doc_ids {
         body["doc_ids"] = json!(ids
@@ -78,7 +106,8 @@ pub fn replicate_body(a: &ReplicateArgs) -> Res<Value> {
     }
     if let Some(f) = &a.fields {
         body["fields"] = if f.trim_start().starts_with('[') {
-            serde_json::from_str(f).map_err(|e| format!("--fields is not valid JSON: {e}"))?
+            serde_json::from_str(f)
+                .or_else(|e| usage(format!("--fields is not valid JSON: {e}")))?
         } else {
             json!(f
                 .split(',')
@@ -97,13 +126,13 @@ pub fn replicate_body(a: &ReplicateArgs) -> Res<Value> {
 }
 
 /// Runs one replication in the foreground. Ctrl-C checkpoints and stops.
-pub fn replicate(a: ReplicateArgs) -> Res {
-    let spec = Spec::parse(&replicate_body(&a)?)?;
+pub fn replicate(a: ReplicateArgs, json_mode: bool) -> Res {
+    let spec = Spec::parse(&replicate_body(&a)?).or_else(|e| usage(e.to_string()))?;
     let needs_store = matches!(spec.source, replicator::Endpoint::Local(_))
         || matches!(spec.target, replicator::Endpoint::Local(_));
     let store = match (&a.data, needs_store) {
         (Some(d), true) => Some(Arc::new(crate::store::Store::open(&crate::store::StoreConfig::new(d))?)),
-        (None, true) => return Err("a local database endpoint needs --data DIR (the store of a stopped settee), or use a URL".into()),
+        (None, true) => return usage("a local database endpoint needs --data DIR (the store of a stopped settee), or use a URL"),
         _ => None,
     };
     let env = Env {
@@ -121,13 +150,17 @@ pub fn replicate(a: ReplicateArgs) -> Res {
         let out = rt.block_on(crate::replicator::preview::preview(
             &spec, &env, None, 10_000,
         ))?;
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        if json_mode {
+            json_line(&out);
+        } else {
+            say!("{}", serde_json::to_string_pretty(&out)?);
+        }
         return Ok(());
     }
     rt.block_on(async move {
         let state = Arc::new(JobState::default());
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-        let bar = (!a.quiet).then(|| {
+        let bar = (!a.quiet && !json_mode).then(|| {
             let b = indicatif::ProgressBar::new(0);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -174,19 +207,27 @@ pub fn replicate(a: ReplicateArgs) -> Res {
         }
         let out = result?;
         let c = out.counts;
-        println!(
-            "{} {} -> {}: docs_read {} docs_written {} doc_write_failures {} revisions_checked {} missing_revisions_found {} source_last_seq {} seconds {:.3}",
-            if out.cancelled { "stopped" } else { "completed" },
-            spec.source,
-            spec.target,
-            c.docs_read,
-            c.docs_written,
-            c.doc_write_failures,
-            c.revisions_checked,
-            c.missing_revisions_found,
-            out.report.get("source_last_seq").cloned().unwrap_or(Value::Null),
-            started.elapsed().as_secs_f64(),
-        );
+        let state = if out.cancelled { "stopped" } else { "completed" };
+        let last_seq = out.report.get("source_last_seq").cloned().unwrap_or(Value::Null);
+        let seconds = started.elapsed().as_secs_f64();
+        if json_mode {
+            json_line(&json!({
+                "ok": true, "state": state,
+                "source": spec.source.to_string(), "target": spec.target.to_string(),
+                "stats": c.to_json(), "source_last_seq": last_seq, "seconds": seconds,
+            }));
+        } else {
+            say!(
+                "{state} {} -> {}: docs_read {} docs_written {} doc_write_failures {} revisions_checked {} missing_revisions_found {} source_last_seq {last_seq} seconds {seconds:.3}",
+                spec.source,
+                spec.target,
+                c.docs_read,
+                c.docs_written,
+                c.doc_write_failures,
+                c.revisions_checked,
+                c.missing_revisions_found,
+            );
+        }
         Ok(())
     })
 }
@@ -204,114 +245,34 @@ fn client_uuid() -> String {
 }
 
 /// `settee doc check FILE`: validates as the scheduler would; lists each problem and hint.
-pub fn doc_check(path: &std::path::Path) -> Res<bool> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let doc: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
-    let mut problems = crate::scheduler::docs::problems(&doc);
-    if doc.get("_rev").is_some() {
-        problems.push("`_rev` is set: a new document must not carry one (CouchDB answers conflict); remove it".into());
+pub fn doc_check(path: &std::path::Path, json_mode: bool) -> Res<bool> {
+    let doc = read_doc(path)?;
+    let c = crate::scheduler::check::check(&doc);
+    if json_mode {
+        json_line(&c.to_json());
+        return Ok(c.errors.is_empty());
     }
-    let mut warnings = Vec::new();
-    if let Some(sel) = doc.get("selector") {
-        warnings.extend(selector_warnings(sel));
+    for w in &c.warnings {
+        say!("warning: {w}");
     }
-    if doc.get("selector").is_none() && doc.get("doc_ids").is_none() {
-        warnings.push(
-            "no `selector` or `doc_ids`: every document of the source is replicated".to_owned(),
-        );
+    for p in &c.errors {
+        say!("error: {p}");
     }
-    for w in &warnings {
-        println!("warning: {w}");
+    if let Some(s) = &c.summary {
+        say!("ok: {s}");
     }
-    if problems.is_empty() {
-        let spec = Spec::parse(&doc)?;
-        println!(
-            "ok: {} -> {}{}",
-            spec.source,
-            spec.target,
-            if spec.continuous { " (continuous)" } else { "" }
-        );
-        Ok(true)
+    Ok(c.errors.is_empty())
+}
+
+/// A replication document from a file (`-` reads stdin).
+fn read_doc(path: &std::path::Path) -> Res<Value> {
+    let text = if path == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
     } else {
-        for p in &problems {
-            println!("error: {p}");
-        }
-        Ok(false)
-    }
-}
-
-/// Mistakes a valid selector can still hide: an operator object nested under a field name,
-/// which CouchDB reads as a sub-field path (`{"type": {"$or": [...]}}` looks inside `type`).
-pub fn selector_warnings(sel: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(o) = sel.as_object() {
-        for (field, v) in o {
-            if field.starts_with('$') {
-                continue;
-            }
-            if let Some(inner) = v.as_object() {
-                for op in ["$or", "$and", "$nor"] {
-                    if let Some(list) = inner.get(op).and_then(Value::as_array) {
-                        if list
-                            .iter()
-                            .any(|x| x.as_object().is_some_and(|m| m.keys().any(|k| k == field)))
-                        {
-                            out.push(format!(
-                                "selector field `{field}` holds `{op}` whose conditions name `{field}` again: this matches `{field}.{field}`, probably not what you meant; put `{op}` at the top level"
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    negations_on_missing(sel, &mut out);
-    out
-}
-
-/// `$ne` and `$nin` only match documents that have the field (CouchDB's semantics, unlike
-/// PouchDB's), which surprises people filtering out a flag most documents lack. An `$or` that
-/// also has `{field: {"$exists": false}}` already covers them.
-fn negations_on_missing(sel: &Value, out: &mut Vec<String>) {
-    walk_negations(sel, &[], out)
-}
-
-fn walk_negations(sel: &Value, covered: &[&str], out: &mut Vec<String>) {
-    match sel {
-        Value::Array(list) => list.iter().for_each(|v| walk_negations(v, covered, out)),
-        Value::Object(m) => {
-            for (k, v) in m {
-                if k == "$or" {
-                    let mut more = covered.to_vec();
-                    for alt in v.as_array().into_iter().flatten() {
-                        for (f, c) in alt.as_object().into_iter().flatten() {
-                            if c.get("$exists") == Some(&Value::Bool(false)) {
-                                more.push(f);
-                            }
-                        }
-                    }
-                    walk_negations(v, &more, out);
-                    continue;
-                }
-                if k.starts_with('$') {
-                    walk_negations(v, covered, out);
-                    continue;
-                }
-                if covered.contains(&k.as_str()) {
-                    continue;
-                }
-                for op in ["$ne", "$nin"] {
-                    if let Some(arg) = v.as_object().and_then(|o| o.get(op)) {
-                        out.push(format!(
-                            "`{k}: {{{op}: {arg}}}` does not match documents without `{k}` (nor does `$not`); to include them write `{{\"$or\": [{{\"{k}\": {{\"$exists\": false}}}}, {{\"{k}\": {{\"{op}\": {arg}}}}}]}}`"
-                        ));
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not valid JSON: {e}", path.display()).into())
 }
 
 /// A blocking JSON request to a settee/CouchDB server; credentials may be in the URL.
@@ -357,16 +318,39 @@ fn call(
         })?;
         let status = resp.status().as_u16();
         let v = serde_json::from_slice(&resp.bytes().await?).unwrap_or(Value::Null);
-        Ok((status, v))
+        let origin = url.origin().ascii_serialization();
+        match status {
+            401 => Err(format!(
+                "{origin} wants a server admin's name and password: put them in the server URL (--server http://USER:PASS@{host}) or in SETTEE_SERVER",
+                host = url.host_str().unwrap_or("127.0.0.1").to_owned() + &url.port().map(|p| format!(":{p}")).unwrap_or_default()
+            )
+            .into()),
+            403 => Err(format!(
+                "{origin} refused: the user in --server is not allowed to ({}); use a server admin",
+                v["reason"].as_str().unwrap_or("forbidden")
+            )
+            .into()),
+            _ => Ok((status, v)),
+        }
     })
 }
 
 /// `settee doc apply FILE --server URL`: checks the document, then puts it into `_replicator`.
-pub fn doc_apply(path: &std::path::Path, server: &str) -> Res {
-    if !doc_check(path)? {
-        return Err("the document has problems; nothing was written".into());
+pub fn doc_apply(path: &std::path::Path, server: &str, json_mode: bool) -> Res {
+    let doc = read_doc(path)?;
+    let c = crate::scheduler::check::check(&doc);
+    if !c.errors.is_empty() {
+        return Err(format!(
+            "the document has problems; nothing was written: {}",
+            c.errors.join("; ")
+        )
+        .into());
     }
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    if !json_mode {
+        for w in &c.warnings {
+            say!("warning: {w}");
+        }
+    }
     let id = doc
         .get("_id")
         .and_then(Value::as_str)
@@ -389,10 +373,12 @@ pub fn doc_apply(path: &std::path::Path, server: &str) -> Res {
         Some(&doc),
     )?;
     if (200..300).contains(&status) {
-        println!(
-            "written as _replicator/{id} (rev {})",
-            v["rev"].as_str().unwrap_or("?")
-        );
+        let rev = v["rev"].as_str().unwrap_or("?");
+        if json_mode {
+            json_line(&json!({"ok": true, "id": id, "rev": rev, "warnings": c.warnings}));
+        } else {
+            say!("written as _replicator/{id} (rev {rev})");
+        }
         Ok(())
     } else {
         Err(format!(
@@ -404,45 +390,83 @@ pub fn doc_apply(path: &std::path::Path, server: &str) -> Res {
     }
 }
 
-/// `settee status --server URL`: every replication document and job as a table.
-pub fn status(server: &str) -> Res {
+/// `settee status`: every replication document and `/_replicate` job, as a table or (with
+/// `--json`) one JSON object `{"docs": [...], "jobs": [...]}`; `--watch` repeats it every
+/// `interval` (a redrawn screen on a terminal, one block or JSON line per round otherwise).
+pub fn status(server: &str, json_mode: bool, watch: bool, interval: Duration) -> Res {
+    loop {
+        let (docs, jobs) = scheduler_status(server)?;
+        if json_mode {
+            json_line(&json!({"docs": docs, "jobs": jobs}));
+        } else {
+            if watch && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                // Clear the screen and go home: only ever to a terminal.
+                print!("\x1b[2J\x1b[H");
+            }
+            if watch {
+                say!(
+                    "{}",
+                    crate::replicator::checkpoint::iso8601(std::time::SystemTime::now())
+                );
+            }
+            print_status(&docs, &jobs);
+        }
+        if !watch {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// `_scheduler/docs` and the `/_replicate` jobs of `_scheduler/jobs`.
+fn scheduler_status(server: &str) -> Res<(Vec<Value>, Vec<Value>)> {
     let (s1, docs) = call(reqwest::Method::GET, server, "/_scheduler/docs", None)?;
     let (s2, jobs) = call(reqwest::Method::GET, server, "/_scheduler/jobs", None)?;
-    if s1 != 200 || s2 != 200 {
-        return Err(format!(
-            "the server answered {s1}/{s2}: {} {}",
-            docs["reason"].as_str().unwrap_or(""),
-            jobs["reason"].as_str().unwrap_or("")
-        )
-        .into());
+    for (s, v) in [(s1, &docs), (s2, &jobs)] {
+        if s != 200 {
+            return Err(failure(s, v).into());
+        }
     }
-    let empty = vec![];
-    let docs = docs["docs"].as_array().unwrap_or(&empty);
+    let list = |v: &Value, k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let jobs = list(&jobs, "jobs")
+        .into_iter()
+        .filter(|j| j["doc_id"].is_null())
+        .collect();
+    Ok((list(&docs, "docs"), jobs))
+}
+
+fn print_status(docs: &[Value], jobs: &[Value]) {
     let rows: Vec<(&str, &Value)> = docs
         .iter()
         .map(|d| (d["doc_id"].as_str().unwrap_or("-"), d))
-        .chain(
-            jobs["jobs"]
-                .as_array()
-                .unwrap_or(&empty)
-                .iter()
-                .filter(|j| j["doc_id"].is_null())
-                .map(|j| ("(_replicate)", j)),
-        )
+        .chain(jobs.iter().map(|j| ("(_replicate)", j)))
         .collect();
     // The first column fits the longest document id, so the others stay aligned.
     let w = rows
         .iter()
         .map(|(n, _)| n.chars().count())
         .fold(24, usize::max);
-    println!(
+    say!(
         "{:<w$} {:<11} {:>8} {:>8} {:>7} {:>10}  SOURCE -> TARGET / INFO",
-        "DOC", "STATE", "WRITTEN", "PENDING", "ERRORS", "CHECKPOINT"
+        "DOC",
+        "STATE",
+        "WRITTEN",
+        "PENDING",
+        "ERRORS",
+        "CHECKPOINT"
     );
     for (name, v) in rows {
         print_row(name, v, w);
     }
-    Ok(())
+}
+
+/// A server's error answer as one sentence.
+fn failure(status: u16, v: &Value) -> String {
+    format!(
+        "{} ({status}): {}",
+        v["error"].as_str().unwrap_or("error"),
+        v["reason"].as_str().unwrap_or("")
+    )
 }
 
 fn print_row(name: &str, v: &Value, w: usize) {
@@ -473,58 +497,102 @@ fn print_row(name: &str, v: &Value, w: usize) {
     if let Some(e) = info.get("error").and_then(Value::as_str) {
         line.push_str(&format!("\n{:<w$} error: {e}", ""));
     }
-    println!("{line}");
+    say!("{line}");
 }
 
-fn print_or_fail(status: u16, v: &Value) -> Res {
-    if (200..300).contains(&status) {
-        println!("{}", serde_json::to_string_pretty(v)?);
-        Ok(())
-    } else {
-        Err(format!(
-            "{} ({status}): {}",
-            v["error"].as_str().unwrap_or("error"),
-            v["reason"].as_str().unwrap_or("")
-        )
-        .into())
+/// A server's answer: printed (compact JSON with `--json`, indented otherwise) when it is a
+/// success, else the error it names.
+fn print_or_fail(status: u16, v: &Value, json_mode: bool) -> Res {
+    if !(200..300).contains(&status) {
+        return Err(failure(status, v).into());
     }
+    if json_mode {
+        json_line(v);
+    } else {
+        say!("{}", serde_json::to_string_pretty(v)?);
+    }
+    Ok(())
 }
 
 /// `settee share create`: one `POST /_sharing`.
-pub fn share_create(
-    server: &str,
-    id: &str,
-    local: &str,
-    remote: &str,
-    selector: &str,
-    mode: &str,
-    all: bool,
-) -> Res {
-    let selector: Value =
-        serde_json::from_str(selector).map_err(|e| format!("--selector is not valid JSON: {e}"))?;
-    let body = json!({"id": id, "local": local, "remote": remote, "selector": selector, "mode": mode, "all": all});
+pub fn share_create(server: &str, a: &ShareCreateArgs, json_mode: bool) -> Res {
+    let selector: Value = serde_json::from_str(&a.selector)
+        .or_else(|e| usage(format!("--selector is not valid JSON: {e}")))?;
+    let body = json!({"id": a.id, "local": a.local, "remote": a.remote, "selector": selector, "mode": a.mode, "all": a.all});
     let (s, v) = call(reqwest::Method::POST, server, "/_sharing", Some(&body))?;
-    print_or_fail(s, &v)
+    print_or_fail(s, &v, json_mode)
 }
 
 /// `settee share list` / `settee share show ID`.
-pub fn share_show(server: &str, id: Option<&str>) -> Res {
+pub fn share_show(server: &str, id: Option<&str>, json_mode: bool) -> Res {
     let path = match id {
-        Some(id) => format!("/_sharing/{id}"),
+        Some(id) => format!("/_sharing/{}", url_escape(id)),
         None => "/_sharing".to_owned(),
     };
     let (s, v) = call(reqwest::Method::GET, server, &path, None)?;
-    print_or_fail(s, &v)
+    if json_mode || id.is_some() || !(200..300).contains(&s) {
+        return print_or_fail(s, &v, json_mode);
+    }
+    let shares = v["shares"].as_array().cloned().unwrap_or_default();
+    let w = shares
+        .iter()
+        .filter_map(|x| x["id"].as_str().map(str::len))
+        .fold(8, usize::max);
+    say!(
+        "{:<w$} {:<10} {:>7} {:>9}  DIRECTIONS (state, docs written)",
+        "SHARE",
+        "MODE",
+        "SHARED",
+        "CONFLICTS"
+    );
+    for sh in &shares {
+        let dirs: Vec<String> = sh["directions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                format!(
+                    "{} {} -> {} ({}, {})",
+                    d["direction"].as_str().unwrap_or("?"),
+                    d["source"].as_str().unwrap_or("?"),
+                    d["target"].as_str().unwrap_or("?"),
+                    d["state"].as_str().unwrap_or("?"),
+                    d["docs_written"]
+                )
+            })
+            .collect();
+        let conflicts = sh["conflicts"]
+            .as_array()
+            .map_or_else(|| sh["conflicts"].to_string(), |c| c.len().to_string());
+        say!(
+            "{:<w$} {:<10} {:>7} {:>9}  {}",
+            sh["id"].as_str().unwrap_or("?"),
+            sh["mode"].as_str().unwrap_or("?"),
+            sh["docs_shared"],
+            conflicts,
+            dirs.join("; ")
+        );
+    }
+    if shares.is_empty() {
+        say!("(no shares)");
+    }
+    Ok(())
 }
 
 /// `settee share stop ID [--purge [all]] [--dry-run]`.
-pub fn share_stop(server: &str, id: &str, purge: Option<&str>, dry_run: bool) -> Res {
-    let mut path = format!("/_sharing/{id}?dry_run={dry_run}");
+pub fn share_stop(
+    server: &str,
+    id: &str,
+    purge: Option<&str>,
+    dry_run: bool,
+    json_mode: bool,
+) -> Res {
+    let mut path = format!("/_sharing/{}?dry_run={dry_run}", url_escape(id));
     if let Some(p) = purge {
         path.push_str(&format!("&purge={p}"));
     }
     let (s, v) = call(reqwest::Method::DELETE, server, &path, None)?;
-    print_or_fail(s, &v)
+    print_or_fail(s, &v, json_mode)
 }
 
 /// `settee conflicts DB`: every document of DB with conflicting versions, its winner, the
@@ -539,7 +607,7 @@ pub fn conflicts(server: &str, db: &str, as_json: bool) -> Res {
         }
         let (status, v) = call(reqwest::Method::GET, server, &path, None)?;
         if !(200..300).contains(&status) {
-            return print_or_fail(status, &v);
+            return print_or_fail(status, &v, as_json);
         }
         rows.extend(v["rows"].as_array().cloned().unwrap_or_default());
         match v["next"].as_str() {
@@ -548,7 +616,7 @@ pub fn conflicts(server: &str, db: &str, as_json: bool) -> Res {
         }
     }
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json!({"rows": rows}))?);
+        json_line(&json!({"rows": rows}));
         return Ok(());
     }
     let width = rows
@@ -557,7 +625,7 @@ pub fn conflicts(server: &str, db: &str, as_json: bool) -> Res {
         .max()
         .unwrap_or(2)
         .max(2);
-    println!("{:width$}  WINNER / LOSERS  FIELDS THAT DIFFER", "ID");
+    say!("{:width$}  WINNER / LOSERS  FIELDS THAT DIFFER", "ID");
     for r in &rows {
         let losers: Vec<&str> = r["losers"]
             .as_array()
@@ -571,7 +639,7 @@ pub fn conflicts(server: &str, db: &str, as_json: bool) -> Res {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        println!(
+        say!(
             "{:width$}  {} / {}  {}",
             r["id"].as_str().unwrap_or_default(),
             r["winner"].as_str().unwrap_or_default(),
@@ -580,7 +648,7 @@ pub fn conflicts(server: &str, db: &str, as_json: bool) -> Res {
         );
     }
     if rows.is_empty() {
-        println!("(no conflicts)");
+        say!("(no conflicts)");
     }
     Ok(())
 }
