@@ -286,3 +286,42 @@ fn every_example_moves_the_right_documents() {
         );
     }
 }
+
+/// `POST /_replicator/_validate` (what the web page checks as you type) gives `doc check`'s
+/// verdict: every example passes with a redacted summary, every bad one fails naming its
+/// problem, and nothing is written.
+#[test]
+fn the_validate_endpoint_agrees_with_doc_check() {
+    let s = common::start_admin();
+    for (name, doc) in examples() {
+        let (st, v) = common::areq(&s, "POST", "/_replicator/_validate", Some(&doc));
+        assert_eq!((st, &v["ok"]), (200, &json!(true)), "{name}: {v}");
+        assert!(v["errors"].as_array().unwrap().is_empty(), "{name}: {v}");
+        let summary = v["summary"].as_str().unwrap();
+        for ep in ["source", "target"] {
+            if let Some(pw) = doc[ep]["auth"]["basic"]["password"].as_str() {
+                assert!(!summary.contains(pw), "{name}: password in {summary}");
+            }
+        }
+    }
+    for (doc, word) in [
+        (json!({"target": "http://h/b"}), "source"),
+        (
+            json!({"source": "http://h/a", "target": "http://h/b", "continous": true}),
+            "continuous",
+        ),
+        (
+            json!({"source": "http://h/a", "target": "http://h/b", "selector": {"a": {"$bogus": 1}}}),
+            "$bogus",
+        ),
+    ] {
+        let (st, v) = common::areq(&s, "POST", "/_replicator/_validate", Some(&doc));
+        assert_eq!((st, &v["ok"]), (200, &json!(false)), "{doc}: {v}");
+        assert!(v["errors"].to_string().contains(word), "{doc}: {v}");
+        assert!(v["summary"].is_null(), "{v}");
+    }
+    let (st, v) = common::areq(&s, "GET", "/_replicator/_validate", None);
+    assert_eq!(st, 405, "{v}");
+    let (_, all) = common::areq(&s, "GET", "/_replicator/_all_docs", None);
+    assert_eq!(all["total_rows"], 0, "validating wrote nothing: {all}");
+}

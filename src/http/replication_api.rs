@@ -118,6 +118,14 @@ pub async fn preview(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
     Ok(json_resp(StatusCode::OK, &out))
 }
 
+/// `POST /_replicator/_validate`: what `settee doc check` says of the body, written nowhere.
+/// Always 200 when the body is JSON: the verdict is in `ok`, `errors` and `warnings`.
+pub fn validate(req: &Req) -> Result<Resp, ApiError> {
+    let body = post_body(req)?;
+    let verdict = crate::scheduler::check::check(&body);
+    Ok(json_resp(StatusCode::OK, &verdict.to_json()))
+}
+
 fn page(req: &Req, rows: Vec<Value>, key: &str) -> Result<Resp, ApiError> {
     let total = rows.len();
     let skip = req.uint("skip")?.unwrap_or(0) as usize;

@@ -19,7 +19,7 @@ use super::job::{self, Batch, Shared, Would};
 use super::peer::Peer;
 use super::stats::JobState;
 use super::unmatched::Leaf;
-use super::{Env, ReplError, Spec, SpecError};
+use super::{Env, ReplError, Spec};
 
 /// How a document would land on the target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,21 +62,25 @@ pub fn classify(path: &[String], live: bool, target: &[Leaf]) -> Landing {
     Landing::Ancestor
 }
 
-/// Runs the preview of a one-shot replication: at least `limit` documents that would be sent
-/// (unless the source ends first), starting at `since`, else the replication's checkpoint,
-/// else its `since_seq`, else the beginning.
+/// Runs the preview of a replication: at least `limit` documents that would be sent (unless
+/// the source ends first), starting at `since`, else the replication's checkpoint, else its
+/// `since_seq`, else the beginning. For a continuous replication that is what its next pass
+/// sends: the changes the source has now (checkpoints are shared with the one-shot form, as
+/// the replication id's base is).
 pub async fn preview(
     spec: &Spec,
     env: &Env,
     since: Option<Value>,
     limit: usize,
 ) -> Result<Value, ReplError> {
-    if spec.continuous {
-        return Err(ReplError::Spec(SpecError(
-            "a preview shows what a one-shot run would send: remove `continuous`".into(),
-        )));
-    }
+    // The id (and so the checkpoint) is the replication's own; the pass is one-shot, so the
+    // reader stops at the source's end instead of following it.
     let rep_id = replication_id(spec, &env.server_uuid);
+    let one_pass = Spec {
+        continuous: false,
+        ..spec.clone()
+    };
+    let spec = &one_pass;
     let (source, _) = Peer::open(&spec.source, env, spec, false).await?;
     let target = match Peer::open(&spec.target, env, spec, false).await {
         Ok((t, _)) => t,
