@@ -4,7 +4,7 @@ BIND ?= 127.0.0.1:5984
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run build test lint unit node-deps bench clean-data
+.PHONY: run build test lint unit node-deps bench screenshots clean-data
 
 run: ## build in release and start settee on http://127.0.0.1:5984 with its data in ./data
 	$(CARGO) build --release
@@ -22,8 +22,9 @@ lint:
 unit:
 	$(CARGO) test
 
-node-deps: ## real peers for interop tests (PouchDB, pouchdb-server) from tests/node's lockfile
-	@if [ -f tests/node/package-lock.json ] && [ ! -d tests/node/node_modules ]; then \
+node-deps: ## real peers for interop tests (PouchDB, pouchdb-server, playwright-core) from tests/node's lockfile
+	@if [ -f tests/node/package-lock.json ] && { [ ! -d tests/node/node_modules ] || \
+		[ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; }; then \
 		cd tests/node && npm ci --no-audit --no-fund --loglevel=error; fi
 
 bench: node-deps ## prints one table; keep its output in BENCHMARKS.md
@@ -36,6 +37,11 @@ bench: node-deps ## prints one table; keep its output in BENCHMARKS.md
 	bash benches/jobs.sh
 	bash benches/recovery.sh
 	bash benches/couchdb.sh
+
+screenshots: node-deps ## refresh the README's screenshots of /_utils (headless Chromium, 1280x800)
+	$(CARGO) test --test web_ui -- --nocapture
+	mkdir -p tests/screenshots
+	cd target/screenshots && cp replications.png new-replication.png new-replication-errors.png document.png ../../tests/screenshots/
 
 clean-data:
 	rm -rf $(DATA)

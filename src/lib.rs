@@ -10,6 +10,7 @@ pub mod feed;
 pub mod http;
 pub mod logging;
 pub mod mango;
+pub mod metrics;
 pub mod replicator;
 pub mod scheduler;
 pub mod sharing;

@@ -391,7 +391,8 @@ pub fn authorize(ctx: &Ctx, user: &UserCtx, req: &Req) -> Result<(), ApiError> {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let need_admin = || denied(user, "You are not a server admin.");
     match seg.as_slice() {
-        [] | ["_up"] | ["_session"] | ["_uuids"] => Ok(()),
+        // The page itself is public (it shows a login form); what it reads is not.
+        [] | ["_up"] | ["_session"] | ["_uuids"] | ["_utils", ..] => Ok(()),
         [s, ..] if s.starts_with('_') && *s != USERS_DB && *s != "_replicator" => Err(need_admin()),
         // A user reads and updates their own user document.
         [USERS_DB, id]

@@ -12,10 +12,12 @@ pub mod error;
 pub mod find_api;
 mod lenient;
 pub mod multipart;
+mod node_api;
 pub mod replication_api;
 pub mod request;
 pub mod router;
 pub mod sharing_api;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub struct Ctx {
     pub auth: auth::AuthCache,
     pub scheduler: Arc<Scheduler>,
     pub sharing: crate::sharing::Sharing,
+    /// Request counts, latencies and open feeds (`/_node/_local/_prometheus`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Accepts connections until `shutdown` flips, then lets in-flight requests finish.
@@ -65,6 +69,7 @@ pub async fn serve(
         sharing: crate::sharing::Sharing::new(store.clone(), scheduler.clone()),
         scheduler,
         store,
+        metrics: Default::default(),
     });
     let mut conns = JoinSet::new();
     loop {

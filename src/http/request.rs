@@ -13,6 +13,8 @@ pub struct Req {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Whether the path ended in `/` (only `/_utils` cares: its relative URLs need it).
+    pub trailing_slash: bool,
     /// Who is asking (filled in by the router after authentication).
     pub user: super::auth::UserCtx,
 }

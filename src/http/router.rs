@@ -12,22 +12,31 @@ use super::request::{error_resp, json_resp, parse_query, percent_decode, Req, Re
 use super::{
     auth, changes, conflicts_api, db_api, doc_api, find_api, replication_api, sharing_api, Ctx,
 };
+use crate::metrics::Family;
 
 pub async fn handle(
     ctx: Arc<Ctx>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<Resp, Infallible> {
+    let started = std::time::Instant::now();
+    let (resp, family) = answer(&ctx, req).await;
+    ctx.metrics
+        .request(family, resp.status().as_u16(), started.elapsed());
+    Ok(resp)
+}
+
+/// The response to one request and the family it is counted under.
+async fn answer(ctx: &Arc<Ctx>, req: hyper::Request<hyper::body::Incoming>) -> (Resp, Family) {
     let (parts, body) = req.into_parts();
     let limit = ctx.cfg.max_body_bytes;
     let body = match Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(error_resp(&ApiError::too_large(limit)))
+            return (error_resp(&ApiError::too_large(limit)), Family::Other);
         }
         Err(_) => {
-            return Ok(error_resp(&ApiError::bad_request(
-                "could not read the request body",
-            )))
+            let e = ApiError::bad_request("could not read the request body");
+            return (error_resp(&e), Family::Other);
         }
     };
     let path = parts.uri.path();
@@ -37,32 +46,33 @@ pub async fn handle(
         .map(|s| percent_decode(s, false))
         .collect();
     let (Some(segments), Some(query)) = (segments, parse_query(parts.uri.query())) else {
-        return Ok(error_resp(&ApiError::bad_request(
+        let e = ApiError::bad_request(
             "the URL is not UTF-8 once percent-decoded (ids, names and parameters are UTF-8)",
-        )));
+        );
+        return (error_resp(&e), Family::Other);
     };
+    let family = Family::of(&segments);
     let req = Req {
         method: parts.method,
         segments,
         query,
         headers: parts.headers,
         body,
+        trailing_slash: path.ends_with('/'),
         user: Default::default(),
     };
     let head = req.method == Method::HEAD;
-    let resp = match route(&ctx, req).await {
+    let resp = match route(ctx, req).await {
         Ok(r) => r,
         Err(e) => error_resp(&e),
     };
     if head {
         let (mut parts, _) = resp.into_parts();
         parts.headers.remove("content-length");
-        return Ok(hyper::Response::from_parts(
-            parts,
-            super::body::Body::empty(),
-        ));
+        let empty = hyper::Response::from_parts(parts, super::body::Body::empty());
+        return (empty, family);
     }
-    Ok(resp)
+    (resp, family)
 }
 
 async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
@@ -108,6 +118,9 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
             let dbs = ctx.store.all_dbs()?;
             Ok(json_resp(StatusCode::OK, &json!(dbs)))
         }
+        ["_node", rest @ ..] => super::node_api::handle(ctx, rest, &req),
+        ["_utils", rest @ ..] => super::web::page(rest, &req),
+        ["_replicator", "_validate"] => replication_api::validate(&req),
         ["_uuids"] => {
             read_only()?;
             let n = req.uint("count")?.unwrap_or(1).min(1000);

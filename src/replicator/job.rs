@@ -340,9 +340,10 @@ impl Job<'_> {
         self.logs = (Some(body.clone()), Some(body));
         self.committed = self.through.clone();
         let seq = self.through.clone();
-        self.shared
-            .state
-            .update(|p| p.checkpointed_source_seq = seq);
+        self.shared.state.update(|p| {
+            p.checkpointed_source_seq = seq;
+            p.checkpointed_at = Some(std::time::SystemTime::now());
+        });
         Ok(())
     }
 }

@@ -94,6 +94,8 @@ pub struct Progress {
     /// Highest sequence below which every change is written.
     pub through_seq: Value,
     pub checkpointed_source_seq: Value,
+    /// When the last checkpoint was recorded on both sides (`None` before the first).
+    pub checkpointed_at: Option<std::time::SystemTime>,
     pub changes_pending: Option<u64>,
     /// Which side applies the filter: `"source"` (pushed into `_changes`) or `"settee"`.
     pub filtered_by: Option<&'static str>,

@@ -158,6 +158,8 @@ pub struct Job {
     pub phase: Phase,
     pub history: VecDeque<HistoryEvent>,
     pub consecutive_crashes: u32,
+    /// Every crash since the job was added (a final failure included).
+    pub crashes: u64,
     pub added: SystemTime,
     pub started: Option<SystemTime>,
     /// Bumped at each start, so an ending from an older run is recognised.
@@ -196,6 +198,17 @@ pub enum DocState {
 pub struct State {
     pub jobs: BTreeMap<String, Job>,
     pub docs: BTreeMap<String, DocEntry>,
+    /// Since the server started (CouchDB's `couch_replicator.jobs.*` counters).
+    pub counters: Counters,
+}
+
+/// How many times jobs were started, stopped (rotated out, edited, deleted, cancelled) and
+/// crashed since start-up.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub starts: u64,
+    pub stops: u64,
+    pub crashes: u64,
 }
 
 /// A run at least this long counts as healthy: a crash after it starts the backoff afresh,
@@ -246,6 +259,7 @@ impl Job {
             phase: Phase::Pending,
             history: VecDeque::new(),
             consecutive_crashes: 0,
+            crashes: 0,
             added: now.wall,
             started: None,
             generation: 0,
@@ -502,6 +516,7 @@ impl Core {
             out.push(Action::Cancel {
                 generation: j.generation,
             });
+            self.state.counters.stops += 1;
             self.stopping.insert(j.generation);
         }
         if j.origin == (Origin::Transient { waiting: true }) {
@@ -648,6 +663,7 @@ impl Core {
                     out.push(Action::Cancel {
                         generation: j.generation,
                     });
+                    self.state.counters.stops += 1;
                 }
                 j.phase = Phase::Pending;
                 j.push(now, "stopped", None);
@@ -658,6 +674,7 @@ impl Core {
                 continue;
             };
             self.starts += 1;
+            self.state.counters.starts += 1;
             j.generation = self.starts;
             j.phase = Phase::Running { since: now.mono };
             j.started = Some(now.wall);
@@ -753,6 +770,8 @@ impl Core {
         let Some(j) = self.state.jobs.get_mut(id) else {
             return;
         };
+        j.crashes += 1;
+        self.state.counters.crashes += 1;
         let reason = err.to_string();
         let doc_id = j.doc_id().map(str::to_owned);
         let oneshot_caller = j.origin == (Origin::Transient { waiting: true });

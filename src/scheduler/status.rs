@@ -9,7 +9,8 @@ use super::docs::REPLICATOR_DB;
 use super::{DocEntry, DocState, Job, Phase, State};
 use crate::replicator::checkpoint::iso8601;
 
-const NODE: &str = "settee@127.0.0.1";
+/// The node name CouchDB clients see (`_scheduler/*`, `/_node/{node}/…`).
+pub const NODE: &str = "settee@127.0.0.1";
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -136,4 +137,83 @@ pub fn active_tasks(st: &State) -> Vec<Value> {
             Some(v)
         })
         .collect()
+}
+
+/// What metrics say of one replication: a `_replicator` document (with or without a job) or
+/// a `POST /_replicate` job. Never its endpoints: those may carry credentials.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// `("doc_id", id)` for a document, `("job_id", id)` for a `/_replicate` job.
+    pub key: (&'static str, String),
+    pub state: &'static str,
+    pub counts: crate::replicator::stats::Counts,
+    pub changes_pending: Option<u64>,
+    pub checkpointed_at: Option<SystemTime>,
+    pub crashes: u64,
+}
+
+/// Every state a replication is reported in, one metric series each.
+pub const STATES: [&str; 7] = [
+    "initializing",
+    "pending",
+    "running",
+    "crashing",
+    "scheduled",
+    "completed",
+    "failed",
+];
+
+/// The figures of every replication the scheduler knows.
+pub fn figures(st: &State) -> Vec<Figures> {
+    let of_job = |key: (&'static str, String), j: &Job| {
+        let p = j.state.progress();
+        Figures {
+            key,
+            state: j.state_name(),
+            counts: j.state.stats.snapshot(),
+            changes_pending: p.changes_pending,
+            checkpointed_at: p.checkpointed_at,
+            crashes: j.crashes,
+        }
+    };
+    let docs = st.docs.values().map(|d| {
+        let key = ("doc_id", d.doc_id.clone());
+        let ended = |state, stats: Option<&Value>| Figures {
+            key: key.clone(),
+            state,
+            counts: stats.map(counts_of).unwrap_or_default(),
+            changes_pending: None,
+            checkpointed_at: None,
+            crashes: 0,
+        };
+        match &d.state {
+            DocState::Completed(stats) => ended("completed", Some(stats)),
+            DocState::Failed(_) => ended("failed", None),
+            DocState::Scheduled(id) => match st.jobs.get(id) {
+                Some(j) => of_job(key, j),
+                None => ended("initializing", None),
+            },
+        }
+    });
+    let transient = st
+        .jobs
+        .values()
+        .filter(|j| j.doc_id().is_none())
+        .map(|j| of_job(("job_id", j.id.clone()), j));
+    docs.chain(transient).collect()
+}
+
+/// Counters back from a completed document's `_replication_stats`.
+fn counts_of(stats: &Value) -> crate::replicator::stats::Counts {
+    let n = |k: &str| stats.get(k).and_then(Value::as_u64).unwrap_or(0);
+    crate::replicator::stats::Counts {
+        revisions_checked: n("revisions_checked"),
+        missing_revisions_found: n("missing_revisions_found"),
+        docs_read: n("docs_read"),
+        docs_written: n("docs_written"),
+        doc_write_failures: n("doc_write_failures"),
+        bulk_get_docs: n("bulk_get_docs"),
+        bulk_get_attempts: n("bulk_get_attempts"),
+        docs_removed: n("docs_removed"),
+    }
 }
