@@ -142,9 +142,8 @@ impl Couch {
         );
         let end = Instant::now() + Duration::from_secs(60);
         loop {
-            if std::net::TcpStream::connect(&self.addr).is_ok()
-                && raw(&self.addr, "GET", "/_up", &[], None).0 == 200
-            {
+            // A node starting up may accept a connection and close it unanswered.
+            if super::try_status(&self.addr, "/_up") == Some(200) {
                 break;
             }
             assert!(Instant::now() < end, "CouchDB did not come up in 60 s");

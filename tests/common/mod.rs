@@ -115,7 +115,27 @@ pub fn raw(
     headers: &[(&str, &str)],
     body: Option<Vec<u8>>,
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
+    let raw = exchange(addr, method, path, headers, body).unwrap();
+    parse_response(&raw)
+}
+
+/// The status of a `GET` to a server that may not be listening or answering yet: `None`
+/// when the connection fails or closes before a whole response head arrived.
+pub fn try_status(addr: &str, path: &str) -> Option<u16> {
+    let raw = exchange(addr, "GET", path, &[], None).ok()?;
+    raw.windows(4)
+        .any(|w| w == b"\r\n\r\n")
+        .then(|| parse_response(&raw).0)
+}
+
+fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(addr)?;
     let body = body.unwrap_or_default();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -132,11 +152,11 @@ pub fn raw(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&body).unwrap();
+    s.write_all(head.as_bytes())?;
+    s.write_all(&body)?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    parse_response(&raw)
+    s.read_to_end(&mut raw)?;
+    Ok(raw)
 }
 
 impl Drop for Server {
