@@ -83,10 +83,14 @@ impl Family {
         }
     }
 
-    /// The family of a request path, from its decoded segments.
+    /// The family of a request path, from its decoded segments. No arm looks past the third
+    /// segment, so only those are borrowed (no allocation on the request path).
     pub fn of(segments: &[String]) -> Family {
-        let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-        match seg.as_slice() {
+        let mut first = [""; 3];
+        for (f, s) in first.iter_mut().zip(segments) {
+            *f = s;
+        }
+        match &first[..segments.len().min(3)] {
             [] | ["_up" | "_uuids" | "_all_dbs" | "_dbs_info" | "_active_tasks"] => Family::Server,
             ["_session"] => Family::Session,
             ["_utils", ..] => Family::Utils,
@@ -388,6 +392,7 @@ mod tests {
             ("/db/_security", Family::Database),
             ("/db/doc", Family::Document),
             ("/db/doc/att/x.png", Family::Attachment),
+            ("/db/_design/d/_view/v", Family::Design),
         ] {
             assert_eq!(Family::of(&segs(path)), f, "{path}");
         }

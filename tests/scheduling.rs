@@ -366,7 +366,12 @@ fn after_runs_a_document_when_another_completes_and_refuses_cycles() {
         json!({"_id": "pull-metadata", "source": "metadata", "target": "metadata-copy",
             "create_target": true, "after": "push-data"}),
     );
-    let st = status(&s, "pull-metadata");
+    // The scheduler follows `_replicator` asynchronously: wait until it knows the document.
+    let st = wait_for(30, || {
+        let v = status(&s, "pull-metadata");
+        (!v["state"].is_null()).then_some(v)
+    })
+    .expect("the scheduler sees the document");
     assert_eq!(st["state"], "scheduled", "{st}");
     assert_eq!(st["info"]["after"], "push-data");
     put_doc(

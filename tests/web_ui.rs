@@ -128,6 +128,23 @@ fn web_page_in_a_real_browser() {
     assert_eq!(ids, ["item-1", "item-2"]);
     assert_eq!(common::get_doc(&s, "_replicator", "ui-typo").0, 404);
 
+    // In admin party (no admin configured) the page opens as admin, with no login form.
+    let party = common::Server::start(&[]);
+    let out = Command::new("node")
+        .current_dir(&node)
+        .arg("web-ui.js")
+        .args(["--url", &format!("http://{}", party.addr), "--admin-party"])
+        .args(["--chromium", CHROMIUM, "--screenshots"])
+        .arg(&shots)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "admin party: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     for name in [
         "replications.png",
         "new-replication.png",

@@ -60,7 +60,7 @@ impl LocalPeer {
     pub fn info(&self) -> Result<DbMeta, ReplError> {
         let db = self.db()?;
         Ok(DbMeta {
-            update_seq: json!(db.update_seq().to_string()),
+            update_seq: json!(crate::store::seq_string(db.update_seq())),
             instance_start_time: db.instance_start_time().to_owned(),
         })
     }
@@ -275,7 +275,7 @@ fn scan(
     let pending = db.pending(s.last);
     Ok(ChangesPage {
         rows,
-        last_seq: json!(s.last.to_string()),
+        last_seq: json!(crate::store::seq_string(s.last)),
         pending: Some(pending),
     })
 }

@@ -5,6 +5,10 @@
 //
 //   node web-ui.js --url http://127.0.0.1:5984 --user NAME --password PW --screenshots DIR
 //                  [--chromium /usr/bin/chromium] [--timeout SEC]
+//   node web-ui.js --url http://127.0.0.1:5984 --admin-party --screenshots DIR
+//
+// With --admin-party the server has no admin: the page must open as admin without a login
+// form (as Fauxton does), and that is all this mode checks.
 //
 // Expects a fresh settee started with `--admin NAME:PW`. It writes its own data over HTTP
 // (databases ui_*, a `_replicator` document with credentials in it, a share), then drives the
@@ -22,8 +26,8 @@ const fs = require('fs');
 const path = require('path');
 const C = require('./lib/common');
 
-const args = C.parseArgs({ url: 'string', user: 'string', password: 'string', screenshots: 'string', chromium: 'string', timeout: 'int' });
-if (!args.url || !args.user || args.password === undefined || !args.screenshots) {
+const args = C.parseArgs({ url: 'string', user: 'string', password: 'string', screenshots: 'string', chromium: 'string', timeout: 'int', 'admin-party': 'bool' });
+if (!args.url || !args.screenshots || (!args['admin-party'] && (!args.user || args.password === undefined))) {
   C.fail('usage: web-ui.js --url URL --user NAME --password PW --screenshots DIR [--chromium PATH] [--timeout SEC]');
 }
 const BASE = args.url.replace(/\/+$/, '');
@@ -224,7 +228,8 @@ async function main() {
   fs.mkdirSync(SHOTS, { recursive: true });
   check(fs.existsSync(CHROMIUM), `no browser at ${CHROMIUM}`);
   const t0 = Date.now();
-  await setup();
+  const adminParty = Boolean(args['admin-party']);
+  if (!adminParty) await setup();
 
   const { chromium } = require('playwright-core');
   const browser = await chromium.launch({
@@ -237,7 +242,7 @@ async function main() {
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
   try {
-    await run(t0);
+    await (adminParty ? runAdminParty() : run(t0));
     check(pageErrors.length === 0, `JavaScript errors on the page: ${pageErrors.join(' | ')}`);
   } catch (e) {
     try {
@@ -251,6 +256,15 @@ async function main() {
   }
   const secs = (Date.now() - t0) / 1000;
   C.printResult({ ok: true, checks: done, seconds: Math.round(secs * 10) / 10 });
+}
+
+async function runAdminParty() {
+  await page.goto(PAGE);
+  await visible('#replication-view', 'the replications, with no login in admin party');
+  check(await hiddenNow('#login-form'), 'a login form in admin party');
+  const who = (await page.locator('#user-name').textContent()).trim();
+  check(who === 'admin party', `the page says the user is ${JSON.stringify(who)}, not "admin party"`);
+  passed('admin party opens without a login');
 }
 
 async function run() {
