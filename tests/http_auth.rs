@@ -266,3 +266,62 @@ fn malformed_security_and_system_roles_are_refused() {
     let (st, v) = call(&s, "PUT", "/_users/org.couchdb.user:root", &adm, Some(user));
     assert_eq!((st, v["error"].as_str()), (403, Some("forbidden")), "{v}");
 }
+
+/// In admin party a web page the user visits must not drive the loopback server through
+/// their browser: a request naming another origin is refused before it does anything, the
+/// server's own pages (`/_utils`) and non-browser clients (no `Origin`) are served.
+#[test]
+fn admin_party_refuses_other_origins() {
+    let s = Server::start(&[]);
+    let from = |origin: &str, method: &str, path: &str, body: Option<Value>| {
+        let (st, _, b) = s.raw(
+            method,
+            path,
+            &[("Origin", origin)],
+            body.map(|b| b.to_string().into_bytes()),
+        );
+        (
+            st,
+            serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null),
+        )
+    };
+    for (method, path, body) in [
+        ("PUT", "/evil", None),
+        (
+            "POST",
+            "/_replicate",
+            Some(json!({"source": "http://127.0.0.1:1/x", "target": "y", "continuous": true})),
+        ),
+        ("GET", "/_all_dbs", None),
+    ] {
+        for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+            let (st, v) = from(origin, method, path, body.clone());
+            assert_eq!(
+                (st, v["error"].as_str()),
+                (403, Some("forbidden")),
+                "{origin} {method} {path}: {v}"
+            );
+            assert!(v["reason"].as_str().unwrap().contains("--admin"), "{v}");
+        }
+    }
+    // Nothing happened: no database, no job.
+    assert_eq!(s.req("GET", "/evil", None).0, 404);
+    let (_, jobs) = s.req("GET", "/_scheduler/jobs", None);
+    assert_eq!(jobs["total_rows"], 0, "{jobs}");
+    // The server's own origin (its page at /_utils) and clients without Origin are served.
+    let own = format!("http://{}", s.addr);
+    assert_eq!(from(&own, "PUT", "/mine", None).0, 201);
+    assert_eq!(s.req("PUT", "/plain", None).0, 201);
+    // With an admin configured, credentials decide instead: another origin that logs in works.
+    let a = Server::start(&["--admin", "adm:pw"]);
+    let (st, _, _) = a.raw(
+        "PUT",
+        "/theirs",
+        &[
+            ("Origin", "http://app.example"),
+            ("Authorization", &basic("adm", "pw")),
+        ],
+        None,
+    );
+    assert_eq!(st, 201);
+}

@@ -627,18 +627,14 @@ pub fn conflicts(server: &str, db: &str, as_json: bool) -> Res {
         .max(2);
     say!("{:width$}  WINNER / LOSERS  FIELDS THAT DIFFER", "ID");
     for r in &rows {
-        let losers: Vec<&str> = r["losers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let fields: Vec<&str> = r["fields"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let strings = |k: &str| -> Vec<&str> {
+            r[k].as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect()
+        };
+        let (losers, fields) = (strings("losers"), strings("fields"));
         say!(
             "{:width$}  {} / {}  {}",
             r["id"].as_str().unwrap_or_default(),

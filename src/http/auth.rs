@@ -351,6 +351,34 @@ fn denied(user: &UserCtx, reason: &str) -> ApiError {
     }
 }
 
+/// In admin party every loopback client is a server admin, so any web page the user visits
+/// could drive this server from their browser (a form post or a no-cors fetch needs no
+/// permission). Browsers name the calling page's origin in `Origin`; a request that carries
+/// one other than this server's own (`http[s]://` + its `Host`) is refused. Clients that are
+/// not browsers send no `Origin` and are unaffected; with an admin configured, credentials
+/// protect instead (and this check does not apply).
+pub fn check_origin(req: &Req) -> Result<(), ApiError> {
+    let Some(origin) = req.headers.get(hyper::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("?");
+    let host = req
+        .headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let from = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match (from, host) {
+        (Some(from), Some(host)) if from.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("a request from the web page at {origin} is refused: with no admin configured (admin party) only this server's own pages may call it. Configure --admin USER:PASS to serve other origins to clients that log in"),
+        )),
+    }
+}
+
 /// What a user may do with one database, from its `_security` object.
 pub enum Access {
     /// Server or database admin: everything, including design docs and `_security`.

@@ -76,6 +76,9 @@ async fn answer(ctx: &Arc<Ctx>, req: hyper::Request<hyper::body::Incoming>) -> (
 }
 
 async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
+    if ctx.cfg.admin.is_none() {
+        auth::check_origin(&req)?;
+    }
     req.user = auth::authenticate(ctx, &req)?;
     auth::authorize(ctx, &req.user, &req)?;
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();

@@ -224,7 +224,12 @@ impl Drop for Couch {
 /// with `q = 8` (eight shards per database) and `n = 3`.
 pub struct Cluster {
     pub nodes: Vec<Couch>,
+    /// One cluster at a time per test binary: two (six Erlang nodes) at once on a 2-core
+    /// machine left a node's internal replication lagging past a minute in CI.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
     pub fn start(test: &str) -> Option<Cluster> {
@@ -236,6 +241,7 @@ impl Cluster {
             eprintln!("{test}: skipped, no CouchDB release in ../shared/peers for a cluster");
             return None;
         };
+        let one_at_a_time = ONE_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
         let secret = format!("s{}", std::process::id());
         let ini = format!(
             "[couchdb]\nsingle_node = false\nuuid = 0c1b0c1b0c1b0c1b0c1b0c1b0c1b{:04x}\n\
@@ -276,6 +282,9 @@ impl Cluster {
             let (s, v) = first.req("PUT", &format!("/{db}"), None);
             assert!(s == 201 || s == 202 || s == 412, "{db}: {s} {v}");
         }
-        Some(Cluster { nodes })
+        Some(Cluster {
+            nodes,
+            _one_at_a_time: one_at_a_time,
+        })
     }
 }

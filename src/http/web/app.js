@@ -666,21 +666,21 @@ function jsonChanged() {
     invalidate('empty', 'Fill in the form or paste a replication document: it is checked as you type.');
     return;
   }
+  const refuse = (shown, why) => {
+    err.textContent = shown;
+    err.hidden = false;
+    ed.jsonError = true;
+    invalidate('syntax', why);
+  };
   let v;
   try {
     v = JSON.parse(text);
   } catch (e) {
-    err.textContent = `Not valid JSON yet: ${e.message}`;
-    err.hidden = false;
-    ed.jsonError = true;
-    invalidate('syntax', 'The document is not valid JSON.');
+    refuse(`Not valid JSON yet: ${e.message}`, 'The document is not valid JSON.');
     return;
   }
   if (!isObject(v)) {
-    err.textContent = 'A replication document is a JSON object ({…}).';
-    err.hidden = false;
-    ed.jsonError = true;
-    invalidate('syntax', 'The document must be a JSON object.');
+    refuse('A replication document is a JSON object ({…}).', 'The document must be a JSON object.');
     return;
   }
   err.hidden = true;
