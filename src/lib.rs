@@ -13,5 +13,6 @@ pub mod mango;
 pub mod metrics;
 pub mod replicator;
 pub mod scheduler;
+pub mod server;
 pub mod sharing;
 pub mod store;

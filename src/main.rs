@@ -301,28 +301,25 @@ fn serve(
         },
         None => None,
     };
-    if admin.is_none() && !bind.ip().is_loopback() {
-        return Err(format!(
-            "refusing to listen on {bind} with no admin configured: pass --admin USER:PASS, or bind 127.0.0.1"
-        )
-        .into());
-    }
-    let store = std::sync::Arc::new(Store::open(&StoreConfig::new(&data))?);
-    for sys in settee::store::SYSTEM_DBS {
-        store.ensure_db(sys)?;
-    }
+    let cfg = settee::server::Config {
+        data: data.clone(),
+        bind,
+        admin: admin.clone(),
+        max_body_bytes: max_body,
+        scheduler: sched,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let listener = listen(bind)?;
-        let addr = listener.local_addr()?;
+        let server = settee::server::run(cfg).await.map_err(|e| e.to_string())?;
         // Startup lines go to stdout, which may be closed: never fail over it.
         use std::io::Write;
         let mut out = std::io::stdout();
         let _ = writeln!(
             out,
-            "settee listening on http://{addr}/ (data in {})",
+            "settee listening on http://{}/ (data in {})",
+            server.addr,
             data.display()
         );
         let _ = match &admin {
@@ -336,28 +333,10 @@ fn serve(
             ),
         };
         let _ = out.flush();
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let cfg = settee::http::ServeConfig {
-            bind: addr,
-            admin,
-            max_body_bytes: max_body,
-        };
-        let scheduler = settee::scheduler::Scheduler::new(store.clone(), sched);
-        let jobs = scheduler.start(rx.clone());
-        let server = tokio::spawn(settee::http::serve(
-            listener,
-            store.clone(),
-            scheduler,
-            cfg,
-            rx,
-        ));
         shutdown_signal().await;
         let _ = writeln!(out, "shutting down: finishing requests, checkpointing jobs");
         let _ = out.flush();
-        let _ = tx.send(true);
-        let _ = server.await;
-        let _ = jobs.await;
-        store.flush()?;
+        server.shutdown().await.map_err(|e| e.to_string())?;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
@@ -381,19 +360,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-/// A listening socket with a deep accept queue. tokio's `bind` asks for 1,024: a thousand
-/// replication jobs reconnecting at once overflowed it, and every dropped connection attempt
-/// cost its client a 1 s SYN retransmit (benches/jobs.sh p99). The kernel caps the depth at
-/// `net.core.somaxconn`.
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(8192)
 }
