@@ -33,6 +33,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the CouchDB-compatible HTTP API.
+    #[command(after_help = "Examples:
+  settee serve                                   # admin party on http://127.0.0.1:5984, data in ./data
+  settee serve --bind 0.0.0.0:5984 --admin admin:s3cret --data /var/lib/settee
+  Then open http://127.0.0.1:5984/_utils/ for the status page.")]
     Serve {
         /// Data directory.
         #[arg(long, env = "SETTEE_DATA", default_value = "data")]
@@ -68,6 +72,10 @@ enum Command {
         smtp_from: String,
     },
     /// Replicate SOURCE to TARGET in the foreground (URLs, or local database names with --data).
+    #[command(after_help = "Examples:
+  settee replicate http://admin:pw@127.0.0.1:5984/a http://peer:5984/a --selector '{\"type\": \"entity\"}'
+  settee replicate http://127.0.0.1:5984/a http://127.0.0.1:5984/b --create-target --dry-run
+  settee replicate a b --data ./data --json        # local databases of a stopped server")]
     Replicate(settee::cli::ReplicateArgs),
     /// Print every replication document and job of a server as a table.
     #[command(after_help = "Examples:
@@ -123,6 +131,8 @@ enum Command {
         server: String,
     },
     /// Open the store and print the databases it holds.
+    #[command(after_help = "Example:
+  settee inspect --data ./data --json")]
     Inspect {
         /// Data directory.
         #[arg(long, env = "SETTEE_DATA", default_value = "data")]

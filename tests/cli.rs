@@ -142,6 +142,18 @@ fn exit_codes_separate_bad_usage_from_failed_operations() {
         help.contains("Examples:") && help.contains("--watch"),
         "{help}"
     );
+    for command in [
+        "serve",
+        "replicate",
+        "status",
+        "conflicts",
+        "doc",
+        "share",
+        "inspect",
+    ] {
+        let help = text(&settee(&[command, "--help"]).stdout);
+        assert!(help.contains("Example"), "{command} --help: {help}");
+    }
 }
 
 #[test]
