@@ -93,7 +93,7 @@ impl Feed {
                 }
                 selector = Some(
                     crate::mango::Selector::parse(sel)
-                        .map_err(|e| ApiError::bad_request(format!("{}: {e}", e.error_tag())))?,
+                        .map_err(|e| super::error::changes_selector_error(&e))?,
                 );
             }
             // `ddoc/name` (and `_view` with `view=ddoc/name`): JavaScript settee does not

@@ -1,7 +1,11 @@
-//! The one place every internal error becomes CouchDB's `{"error", "reason"}` and a status.
+//! The one place every module's error becomes CouchDB's `{"error", "reason"}` and a status:
+//! the store's, a document's, Mango's, a replication's and a share's, each matched exhaustively.
 
 use hyper::StatusCode;
 
+use crate::mango::MangoError;
+use crate::replicator::ReplError;
+use crate::sharing::ShareError;
 use crate::store::{DocError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,5 +114,52 @@ impl From<StoreError> for ApiError {
 impl From<serde_json::Error> for ApiError {
     fn from(e: serde_json::Error) -> ApiError {
         ApiError::bad_request(format!("invalid UTF-8 JSON: {e}"))
+    }
+}
+
+/// A replication that failed, as an answer: the status says whose fault it was.
+pub fn repl_error(e: &ReplError) -> ApiError {
+    let status = match e {
+        ReplError::Spec(_) => StatusCode::BAD_REQUEST,
+        ReplError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+        ReplError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        ReplError::DbNotFound { .. } => StatusCode::NOT_FOUND,
+        // A peer that cannot be reached or answers nonsense is not this server's fault.
+        ReplError::Unreachable { .. }
+        | ReplError::NotCouch { .. }
+        | ReplError::Http { .. }
+        | ReplError::WriteRefused { .. } => StatusCode::BAD_GATEWAY,
+        ReplError::Recreated { .. } | ReplError::Store(_) | ReplError::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    // Status output keeps CouchDB's "tag: reason" form; an answer carries the tag in `error`,
+    // so its `reason` does not repeat it (CouchDB answers the same way).
+    ApiError::new(status, e.error_tag(), e.reason())
+}
+
+/// A bad selector or `_find` request: 400 with Mango's own error tag, as CouchDB's `_find`.
+impl From<MangoError> for ApiError {
+    fn from(e: MangoError) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, e.error_tag(), e.to_string())
+    }
+}
+
+/// A bad selector in a `_changes` filter: 400 `bad_request` with Mango's tag in the reason
+/// (the feed's own error shape, unlike `_find`'s).
+pub fn changes_selector_error(e: &MangoError) -> ApiError {
+    ApiError::bad_request(format!("{}: {e}", e.error_tag()))
+}
+
+impl From<ShareError> for ApiError {
+    fn from(e: ShareError) -> ApiError {
+        match e {
+            ShareError::BadRequest(r) => ApiError::bad_request(r),
+            ShareError::NotFound(r) => ApiError::not_found(r),
+            ShareError::Conflict(r) => ApiError::new(StatusCode::CONFLICT, "conflict", r),
+            // The peer is the problem, not this server: a 4xx the caller can act on.
+            ShareError::Unreachable(r) => ApiError::new(StatusCode::BAD_REQUEST, "bad_peer", r),
+            ShareError::Store(s) => s.into(),
+        }
     }
 }

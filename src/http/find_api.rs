@@ -20,12 +20,7 @@ use crate::feed::leaf_matches;
 use crate::mango::find::{parse_sort, project, FindRequest, SortDir, UseIndex};
 use crate::mango::path::parse_field;
 use crate::mango::plan::{cmp_index_rows, plan, warnings, Chosen, JsonIndex, Plan, Request};
-use crate::mango::MangoError;
 use crate::store::{Database, ReadOpts};
-
-fn mango_error(e: MangoError) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, e.error_tag(), e.to_string())
-}
 
 fn parse_find(req: &Req) -> Result<FindRequest, ApiError> {
     let body = Value::Object(req.json_object()?);
@@ -46,7 +41,7 @@ fn parse_find(req: &Req) -> Result<FindRequest, ApiError> {
             ))
         }
     }
-    FindRequest::parse(&body).map_err(mango_error)
+    FindRequest::parse(&body).map_err(ApiError::from)
 }
 
 /// The bookmark is the offset reached so far, opaque to clients.
@@ -164,7 +159,7 @@ fn planned(db: &Database, q: &FindRequest) -> Result<Planned, ApiError> {
         use_index: q.use_index.as_ref(),
         allow_fallback: q.allow_fallback,
     };
-    let plan = plan(&q.selector, &req, &indexes).map_err(mango_error)?;
+    let plan = plan(&q.selector, &req, &indexes).map_err(ApiError::from)?;
     Ok(Planned {
         indexes,
         entries,
@@ -345,7 +340,7 @@ pub async fn index(
             // CouchDB validates index fields as a sort: names or {name: direction}, one
             // direction for all.
             let def_fields: Vec<Value> = parse_sort(&Value::Array(fields.clone()))
-                .map_err(mango_error)?
+                .map_err(ApiError::from)?
                 .into_iter()
                 .map(|(f, d)| json!({f: if d == SortDir::Asc { "asc" } else { "desc" }}))
                 .collect();
@@ -353,7 +348,7 @@ pub async fn index(
             def.insert("fields".into(), Value::Array(def_fields.clone()));
             let mut partial = None;
             if let Some(p) = index.get("partial_filter_selector") {
-                let sel = crate::mango::Selector::parse(p).map_err(mango_error)?;
+                let sel = crate::mango::Selector::parse(p).map_err(ApiError::from)?;
                 def.insert("partial_filter_selector".into(), p.clone());
                 partial = Some(sel.normalized());
             }

@@ -6,38 +6,13 @@ use std::sync::Arc;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::error::repl_error;
 use super::error::ApiError;
 use super::request::{json_resp, Req, Resp};
 use super::Ctx;
-use crate::replicator::{ReplError, Spec};
+use crate::replicator::Spec;
 use crate::scheduler::docs::REPLICATOR_DB;
 use crate::scheduler::status;
-
-/// The one mapping of a replication failure to an HTTP answer.
-pub fn repl_error(e: &ReplError) -> ApiError {
-    let status = match e {
-        ReplError::Spec(_) => StatusCode::BAD_REQUEST,
-        ReplError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-        ReplError::Forbidden { .. } => StatusCode::FORBIDDEN,
-        ReplError::DbNotFound { .. } => StatusCode::NOT_FOUND,
-        // A peer that cannot be reached or answers nonsense is not this server's fault.
-        ReplError::Unreachable { .. }
-        | ReplError::NotCouch { .. }
-        | ReplError::Http { .. }
-        | ReplError::WriteRefused { .. } => StatusCode::BAD_GATEWAY,
-        ReplError::Recreated { .. } | ReplError::Store(_) | ReplError::Internal(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-    };
-    // Status output keeps CouchDB's "tag: reason" form; an error answer carries the tag in
-    // `error`, so its `reason` does not repeat it (CouchDB answers the same way).
-    let (tag, text) = (e.error_tag(), e.to_string());
-    let reason = text
-        .strip_prefix(tag)
-        .and_then(|r| r.strip_prefix(": "))
-        .unwrap_or(&text);
-    ApiError::new(status, tag, reason.to_owned())
-}
 
 /// The JSON object a replication `POST` carries.
 fn post_body(req: &Req) -> Result<Value, ApiError> {

@@ -27,17 +27,20 @@ pub use stats::{JobState, Stats};
 use crate::store::StoreError;
 
 /// Why a replication stopped. Every message names the endpoint with its credentials redacted.
+/// `Display` is CouchDB's status form: the reason, prefixed with the error tag for the kinds
+/// CouchDB prefixes (`unauthorized: …`, `db_not_found: …`); [`ReplError::reason`] is the text
+/// alone, for answers that carry the tag in their own `error` member.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReplError {
     #[error("{0}")]
     Spec(#[from] SpecError),
     #[error("could not reach {endpoint}: {reason}")]
     Unreachable { endpoint: String, reason: String },
-    #[error("unauthorized: {endpoint} refused the credentials (401)")]
+    #[error("unauthorized: {}", self.reason())]
     Unauthorized { endpoint: String },
-    #[error("forbidden: {endpoint} does not let this user {what} (403)")]
+    #[error("forbidden: {}", self.reason())]
     Forbidden { endpoint: String, what: String },
-    #[error("db_not_found: could not open {endpoint}")]
+    #[error("db_not_found: {}", self.reason())]
     DbNotFound { endpoint: String },
     #[error("{endpoint} is not a CouchDB-compatible database: {reason}")]
     NotCouch { endpoint: String, reason: String },
@@ -48,7 +51,7 @@ pub enum ReplError {
         request: String,
         reason: String,
     },
-    #[error("checkpoint_commit_failure: instance_start_time on {which} database has changed since last checkpoint")]
+    #[error("checkpoint_commit_failure: {}", self.reason())]
     Recreated { which: &'static str },
     #[error("local store: {0}")]
     Store(String),
@@ -78,6 +81,29 @@ impl ReplError {
     }
 
     /// CouchDB's short error tag for `/_replicate` answers.
+    /// What went wrong without the error tag (see the type's comment).
+    pub fn reason(&self) -> String {
+        match self {
+            ReplError::Unauthorized { endpoint } => {
+                format!("{endpoint} refused the credentials (401)")
+            }
+            ReplError::Forbidden { endpoint, what } => {
+                format!("{endpoint} does not let this user {what} (403)")
+            }
+            ReplError::DbNotFound { endpoint } => format!("could not open {endpoint}"),
+            ReplError::Recreated { which } => {
+                format!("instance_start_time on {which} database has changed since last checkpoint")
+            }
+            ReplError::Spec(_)
+            | ReplError::Unreachable { .. }
+            | ReplError::NotCouch { .. }
+            | ReplError::Http { .. }
+            | ReplError::Store(_)
+            | ReplError::Internal(_)
+            | ReplError::WriteRefused { .. } => self.to_string(),
+        }
+    }
+
     pub fn error_tag(&self) -> &'static str {
         match self {
             ReplError::Spec(_) => "bad_request",
