@@ -57,9 +57,9 @@ fn main() {
     let mut bytes = 0usize;
     for c in db.changes(0, false) {
         let c = c.expect("change");
-        let w = c.record.tree.winner().expect("winner");
+        let w = c.doc.winner().expect("winner");
         let doc = db
-            .doc_json(&c.id, &c.record, w, &ReadOpts::default())
+            .doc_json(&c.id, &c.doc, w, &ReadOpts::default())
             .expect("doc");
         bytes += serde_json::to_vec(&doc).expect("json").len();
     }

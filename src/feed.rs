@@ -9,8 +9,7 @@ use std::collections::HashSet;
 
 use crate::mango::json::Doc;
 use crate::mango::Selector;
-use crate::store::codec::DocRecord;
-use crate::store::{Change, Database, ReadOpts, StoreError};
+use crate::store::{Change, Database, Doc as StoredDoc, Leaf, ReadOpts, StoreError};
 
 /// Special members [`doc_for_match`] provides.
 const SEEN_SPECIALS: &[&str] = &["_id", "_rev", "_deleted"];
@@ -26,12 +25,12 @@ pub struct FeedFilter {
 }
 
 impl FeedFilter {
-    /// The leaf indexes (winner first) this change contributes to the feed; empty when the
-    /// change is filtered out.
+    /// The leaves (winner first) this change contributes to the feed; empty when the change is
+    /// filtered out.
     ///
     /// CouchDB's `_selector` filter tests every candidate revision's JSON, tombstones included
     /// and not special-cased, and lists only the revisions that pass.
-    pub fn revs(&self, db: &Database, c: &Change) -> Result<Vec<usize>, StoreError> {
+    pub fn revs<'c>(&self, db: &Database, c: &'c Change) -> Result<Vec<Leaf<'c>>, StoreError> {
         if self.design_only && !c.id.starts_with("_design/") {
             return Ok(Vec::new());
         }
@@ -42,15 +41,15 @@ impl FeedFilter {
         {
             return Ok(Vec::new());
         }
-        let mut leaves = c.record.tree.leaves();
+        let mut leaves = c.doc.leaves();
         if !self.all_docs {
             leaves.truncate(1);
         }
         if let Some(sel) = &self.selector {
             let mut kept = Vec::with_capacity(leaves.len());
-            for i in leaves {
-                if leaf_matches(sel, db, &c.id, &c.record, i, &ReadOpts::default())? {
-                    kept.push(i);
+            for leaf in leaves {
+                if leaf_matches(sel, db, &c.id, &c.doc, leaf, &ReadOpts::default())? {
+                    kept.push(leaf);
                 }
             }
             leaves = kept;
@@ -59,7 +58,7 @@ impl FeedFilter {
     }
 }
 
-/// Does leaf `idx` of document `id` satisfy `sel`? Members the selector cannot see are not
+/// Does `leaf` of document `id` satisfy `sel`? Members the selector cannot see are not
 /// decoded, and what it reads is borrowed from the stored body; a selector that reads the
 /// whole document, or special members only the full document has (`_attachments`,
 /// `_conflicts`…), sees it as [`Database::doc_json`] renders it with `opts`.
@@ -67,8 +66,8 @@ pub fn leaf_matches(
     sel: &Selector,
     db: &Database,
     id: &str,
-    rec: &DocRecord,
-    idx: usize,
+    doc: &StoredDoc,
+    leaf: Leaf<'_>,
     opts: &ReadOpts,
 ) -> Result<bool, StoreError> {
     Ok(match sel.top_fields() {
@@ -77,34 +76,33 @@ pub fn leaf_matches(
                 .iter()
                 .any(|k| k.starts_with('_') && !SEEN_SPECIALS.contains(&k.as_str())) =>
         {
-            sel.matches(&doc_for_match(db, id, rec, idx, f)?)
+            sel.matches(&doc_for_match(db, id, doc, leaf, f)?)
         }
-        _ => sel.matches(&db.doc_json(id, rec, idx, opts)?),
+        _ => sel.matches(&db.doc_json(id, doc, leaf, opts)?),
     })
 }
 
-/// Leaf `idx` as a selector whose top fields are `fields` sees it: those members of the
+/// `leaf` as a selector whose top fields are `fields` sees it: those members of the
 /// stored body, plus `_id`, `_rev` and `_deleted` when named there. Matches exactly when the
 /// whole document ([`Database::doc_json`]) does.
 fn doc_for_match<'r>(
     db: &Database,
     id: &'r str,
-    rec: &'r DocRecord,
-    idx: usize,
+    stored: &'r StoredDoc,
+    leaf: Leaf<'_>,
     fields: &[String],
 ) -> Result<Doc<'r>, StoreError> {
-    let node = rec.tree.node(idx);
-    let body = db.leaf_body(id, rec, idx)?;
+    let body = db.leaf_body(id, stored, leaf)?;
     let mut doc = Doc::object(body, Some(fields))
-        .ok_or_else(|| StoreError::Corrupt(format!("body of {id} {}", node.rev)))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("body of {id} {}", leaf.rev())))?;
     let named = |f: &str| fields.iter().any(|x| x == f);
     if named("_id") {
         doc.push("_id", Doc::Str(Cow::Borrowed(id)));
     }
     if named("_rev") {
-        doc.push("_rev", Doc::Str(Cow::Owned(node.rev.to_string())));
+        doc.push("_rev", Doc::Str(Cow::Owned(leaf.rev().to_string())));
     }
-    if node.deleted && named("_deleted") {
+    if leaf.deleted() && named("_deleted") {
         doc.push("_deleted", Doc::Bool(true));
     }
     Ok(doc)
@@ -112,8 +110,8 @@ fn doc_for_match<'r>(
 
 /// The result of one pass over the by-sequence index.
 pub struct Scan {
-    /// Changes that passed, each with the leaf indexes to list (winner first).
-    pub hits: Vec<(Change, Vec<usize>)>,
+    /// Changes that passed, each with the revisions to list (winner first).
+    pub hits: Vec<(Change, Vec<String>)>,
     /// The last sequence looked at: the `last_seq` to answer and resume from.
     pub last: u64,
 }
@@ -140,7 +138,11 @@ impl FeedFilter {
                 break;
             }
             last = if descending { last.max(c.seq) } else { c.seq };
-            let revs = self.revs(db, &c)?;
+            let revs: Vec<String> = self
+                .revs(db, &c)?
+                .iter()
+                .map(|l| l.rev().to_string())
+                .collect();
             if !revs.is_empty() {
                 hits.push((c, revs));
             }
@@ -187,7 +189,7 @@ mod tests {
             let s = Selector::parse(&sel).unwrap();
             let full = |c: &Change| {
                 let doc = db
-                    .doc_json(&c.id, &c.record, 0, &ReadOpts::default())
+                    .doc_json(&c.id, &c.doc, c.doc.leaves()[0], &ReadOpts::default())
                     .unwrap();
                 s.matches(&doc)
             };

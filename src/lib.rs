@@ -8,6 +8,7 @@ pub mod cli;
 pub mod debug;
 pub mod feed;
 pub mod http;
+pub mod ids;
 pub mod logging;
 pub mod mango;
 pub mod metrics;

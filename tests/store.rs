@@ -48,7 +48,7 @@ fn leaves(db: &Database, id: &str) -> Vec<String> {
 fn all_doc_ids(db: &Database) -> Vec<String> {
     db.docs_from("", false)
         .map(|r| r.unwrap())
-        .filter(|(_, rec)| !rec.tree.is_deleted())
+        .filter(|(_, rec)| !rec.is_deleted())
         .map(|(id, _)| id)
         .collect()
 }
@@ -229,7 +229,7 @@ fn purge_removes_leaf_and_doc_without_a_deletion() {
     assert_eq!(purged[1].1, vec![Rev::parse("1-zzz").unwrap()]);
 
     assert_eq!(all_doc_ids(&db), ["b"]);
-    assert!(db.record("a").unwrap().is_none());
+    assert!(db.doc("a").unwrap().is_none());
     // `a` vanished from the feed (no deletion row); `b` moved to a new seq with one leaf.
     let changes = change_ids(&db, 0);
     assert_eq!(
@@ -616,7 +616,7 @@ fn pending_exact_when_small_bounded_when_large() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let db = store.create_db("p").unwrap();
-    let n = settee::store::database::PENDING_EXACT as u64 + 500;
+    let n = settee::store::PENDING_EXACT as u64 + 500;
     let docs: Vec<_> = (0..n).map(|i| json!({"_id": format!("d{i:05}")})).collect();
     db.bulk_docs(docs, true).unwrap();
     assert_eq!(db.pending(0), n);
@@ -682,15 +682,20 @@ fn spliced_documents_equal_built_ones_for_every_option() {
     let mut checked = 0;
     for c in db.changes(0, false) {
         let c = c.unwrap();
-        for leaf in c.record.tree.leaves() {
+        for leaf in c.doc.leaves() {
             for opts in &option_sets {
-                let built = db.doc_json(&c.id, &c.record, leaf, opts).unwrap();
+                let built = db.doc_json(&c.id, &c.doc, leaf, opts).unwrap();
                 let mut bytes = b"[".to_vec();
-                db.write_doc(&mut bytes, &c.id, &c.record, leaf, opts)
-                    .unwrap();
+                db.write_doc(&mut bytes, &c.id, &c.doc, leaf, opts).unwrap();
                 bytes.push(b']');
                 let spliced: Value = serde_json::from_slice(&bytes).unwrap();
-                assert_eq!(spliced, json!([built]), "{} leaf {leaf} {opts:?}", c.id);
+                assert_eq!(
+                    spliced,
+                    json!([built]),
+                    "{} leaf {} {opts:?}",
+                    c.id,
+                    leaf.rev()
+                );
                 checked += 1;
             }
         }

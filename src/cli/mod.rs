@@ -241,7 +241,7 @@ fn client_uuid() -> String {
         std::env::var("USER").unwrap_or_default(),
         std::env::var("HOME").unwrap_or_default()
     );
-    crate::store::rev::hex(&Md5::digest(who.as_bytes()))
+    crate::ids::hex(&Md5::digest(who.as_bytes()))
 }
 
 /// `settee doc check FILE`: validates as the scheduler would; lists each problem and hint.
@@ -404,10 +404,7 @@ pub fn status(server: &str, json_mode: bool, watch: bool, interval: Duration) ->
                 print!("\x1b[2J\x1b[H");
             }
             if watch {
-                say!(
-                    "{}",
-                    crate::replicator::checkpoint::iso8601(std::time::SystemTime::now())
-                );
+                say!("{}", crate::ids::iso8601(std::time::SystemTime::now()));
             }
             print_status(&docs, &jobs);
         }

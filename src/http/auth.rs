@@ -62,14 +62,10 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn hex(b: &[u8]) -> String {
-    crate::store::rev::hex(b)
-}
-
 pub fn derive_key(password: &str, salt: &str, iterations: u32) -> String {
     let mut out = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt.as_bytes(), iterations, &mut out);
-    hex(&out)
+    crate::ids::hex(&out)
 }
 
 /// Replaces a clear `password` in a `_users` document by CouchDB's PBKDF2 fields, and checks the
@@ -115,7 +111,7 @@ pub fn prepare_user_doc(doc: &mut Value) -> Result<(), ApiError> {
             let pw = pw
                 .as_str()
                 .ok_or_else(|| forbidden("`password` must be a string"))?;
-            let salt = crate::store::database::new_uuid();
+            let salt = crate::ids::new_uuid();
             obj.insert("password_scheme".into(), json!("pbkdf2"));
             obj.insert("pbkdf2_prf".into(), json!("sha256"));
             obj.insert("iterations".into(), json!(PBKDF2_ITERATIONS));
@@ -193,7 +189,7 @@ fn cookie_mac(ctx: &Ctx, payload: &str) -> String {
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(ctx.store.secret()).expect("hmac takes any key");
     mac.update(payload.as_bytes());
-    hex(&mac.finalize().into_bytes())
+    crate::ids::hex(&mac.finalize().into_bytes())
 }
 
 /// `AuthSession` cookie value: base64url("name:expiry:hmac"). The name is looked up again on

@@ -138,24 +138,21 @@ impl Feed {
         })
     }
 
-    /// Appends the row for a change whose listed leaves are `revs` (winner first), the
-    /// document spliced in from the stored bytes of the record the scan read.
+    /// Appends the row for a change whose listed revisions are `revs` (winner first), the
+    /// document spliced in from the stored bytes of the document the scan read.
     fn write_row(
         &self,
         db: &Database,
         c: &Change,
-        revs: &[usize],
+        revs: &[String],
         show_seq: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), ApiError> {
-        let tree = &c.record.tree;
-        let winner = tree
+        let winner = c
+            .doc
             .winner()
             .ok_or_else(|| ApiError::not_found("missing"))?;
-        let revs: Vec<Value> = revs
-            .iter()
-            .map(|&i| json!({"rev": tree.node(i).rev.to_string()}))
-            .collect();
+        let revs: Vec<Value> = revs.iter().map(|r| json!({ "rev": r })).collect();
         let seq = if show_seq {
             seq_json(c.seq)
         } else {
@@ -166,7 +163,7 @@ impl Feed {
             ("id", Value::String(c.id.clone())),
             ("changes", Value::Array(revs)),
         ]);
-        if tree.node(winner).deleted {
+        if winner.deleted() {
             row["deleted"] = json!(true);
         }
         write_json(out, &row)?;
@@ -182,7 +179,7 @@ impl Feed {
                 },
                 ..Default::default()
             };
-            db.write_doc(out, &c.id, &c.record, winner, &opts)?;
+            db.write_doc(out, &c.id, &c.doc, winner, &opts)?;
             out.push(b'}');
         }
         Ok(())

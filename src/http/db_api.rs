@@ -218,19 +218,17 @@ fn refuse_field_loops(
     };
     let mut existing = Vec::new();
     for item in rdb.docs_from("", false) {
-        let (id, rec) = item?;
-        if rec.tree.is_deleted() || id.starts_with("_design/") || new.iter().any(|(n, _)| *n == id)
-        {
+        let (id, stored) = item?;
+        if stored.is_deleted() || id.starts_with("_design/") || new.iter().any(|(n, _)| *n == id) {
             continue;
         }
         // Without a field list in the request only documents with one matter: a look at the
         // stored bytes skips the rest without parsing them (a bulk write of many documents
         // would otherwise parse the whole database once per document).
         if !any_new {
-            let body = rec
-                .tree
+            let body = stored
                 .winner()
-                .and_then(|w| rdb.leaf_body(&id, &rec, w).ok());
+                .and_then(|w| rdb.leaf_body(&id, &stored, w).ok());
             if body.is_none_or(|b| memchr::memmem::find(b, b"\"fields\"").is_none()) {
                 continue;
             }
@@ -640,31 +638,28 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
     }
     out.extend_from_slice(b"\"rows\":[");
     let mut n = 0usize;
-    let row_for = |out: &mut Vec<u8>,
-                   id: &str,
-                   rec: &crate::store::codec::DocRecord|
-     -> Result<(), ApiError> {
-        let w = rec
-            .tree
-            .winner()
-            .ok_or_else(|| ApiError::not_found("missing"))?;
-        let rev = rec.tree.node(w).rev.to_string();
-        let mut row = json!({"id": id, "key": id, "value": {"rev": rev}});
-        if rec.tree.node(w).deleted {
-            row["value"]["deleted"] = json!(true);
-            if include_docs {
-                row["doc"] = Value::Null;
+    let row_for =
+        |out: &mut Vec<u8>, id: &str, stored: &crate::store::Doc| -> Result<(), ApiError> {
+            let w = stored
+                .winner()
+                .ok_or_else(|| ApiError::not_found("missing"))?;
+            let rev = w.rev().to_string();
+            let mut row = json!({"id": id, "key": id, "value": {"rev": rev}});
+            if w.deleted() {
+                row["value"]["deleted"] = json!(true);
+                if include_docs {
+                    row["doc"] = Value::Null;
+                }
             }
-        }
-        write_json(out, &row)?;
-        if include_docs && !rec.tree.node(w).deleted {
-            out.pop(); // the row's closing brace: the doc goes inside
-            out.extend_from_slice(b",\"doc\":");
-            db.write_doc(out, id, rec, w, &read)?;
-            out.push(b'}');
-        }
-        Ok(())
-    };
+            write_json(out, &row)?;
+            if include_docs && !w.deleted() {
+                out.pop(); // the row's closing brace: the doc goes inside
+                out.extend_from_slice(b",\"doc\":");
+                db.write_doc(out, id, stored, w, &read)?;
+                out.push(b'}');
+            }
+            Ok(())
+        };
     if let Some(keys) = keys {
         let keys = keys
             .as_array()
@@ -672,8 +667,8 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
         for k in keys.iter().skip(skip).take(limit) {
             next_row(&mut out, &mut n);
             match k.as_str() {
-                Some(id) => match db.record(id)? {
-                    Some(rec) => row_for(&mut out, id, &rec)?,
+                Some(id) => match db.doc(id)? {
+                    Some(stored) => row_for(&mut out, id, &stored)?,
                     None => write_json(&mut out, &json!({"key": id, "error": "not_found"}))?,
                 },
                 None => write_json(&mut out, &json!({"key": k, "error": "not_found"}))?,
@@ -694,7 +689,7 @@ fn all_docs(db: Arc<Database>, req: &Req) -> Result<Resp, ApiError> {
                     break;
                 }
             }
-            if rec.tree.is_deleted() {
+            if rec.is_deleted() {
                 continue;
             }
             if skipped < skip {

@@ -291,7 +291,7 @@ pub async fn attachment(
 /// one `application/json` part per revision, attachments inline; a missing revision is a part
 /// `{"missing": rev}`.
 fn multipart_open_revs(res: Vec<Result<Value, String>>) -> Resp {
-    let boundary = crate::store::database::new_uuid();
+    let boundary = crate::ids::new_uuid();
     let mut body = Vec::new();
     for r in res {
         let part = match r {

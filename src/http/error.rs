@@ -99,7 +99,7 @@ impl From<StoreError> for ApiError {
             | StoreError::InUse(_)
             | StoreError::Bug(_) => {
                 // Internals go to the log under an id; the client sees only the id.
-                let id = crate::store::database::new_uuid();
+                let id = crate::ids::new_uuid();
                 tracing::error!(error_id = %id, error = %e, "internal error");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -83,10 +83,10 @@ fn run(db: &Database, q: &FindRequest) -> Result<Found, ApiError> {
             if scan.past(&id) {
                 break;
             }
-            if id.starts_with("_design/") || rec.tree.is_deleted() {
+            if id.starts_with("_design/") || rec.is_deleted() {
                 continue;
             }
-            let Some(w) = rec.tree.winner() else { continue };
+            let Some(w) = rec.winner() else { continue };
             examined += 1;
             if leaf_matches(&q.selector, db, &id, &rec, w, &opts)? {
                 matched.push(db.doc_json(&id, &rec, w, &opts)?);
@@ -254,7 +254,7 @@ fn list_indexes(db: &Database) -> Result<Vec<(Value, Option<JsonIndex>)>, ApiErr
         if !id.starts_with("_design/") {
             break;
         }
-        if rec.tree.is_deleted() {
+        if rec.is_deleted() {
             continue;
         }
         let ddoc = db.get(&id, None, &ReadOpts::default())?;
@@ -357,7 +357,7 @@ pub async fn index(
             // As CouchDB, the generated name and design document come from the whole
             // definition, the name included: two indexes on the same fields under different
             // names live in different design documents.
-            let hash = crate::store::rev::hex(&md5::Md5::digest(
+            let hash = crate::ids::hex(&md5::Md5::digest(
                 json!({"def": def, "name": given_name, "type": "json"})
                     .to_string()
                     .as_bytes(),

@@ -127,7 +127,7 @@ async fn route(ctx: &Arc<Ctx>, mut req: Req) -> Result<Resp, ApiError> {
         ["_uuids"] => {
             read_only()?;
             let n = req.uint("count")?.unwrap_or(1).min(1000);
-            let uuids: Vec<String> = (0..n).map(|_| crate::store::database::new_uuid()).collect();
+            let uuids: Vec<String> = (0..n).map(|_| crate::ids::new_uuid()).collect();
             Ok(json_resp(StatusCode::OK, &json!({"uuids": uuids})))
         }
         [s, ..] if s.starts_with('_') && !crate::store::SYSTEM_DBS.contains(s) => Err(

@@ -93,35 +93,6 @@ pub fn rfc1123_now() -> String {
     httpdate::fmt_http_date(std::time::SystemTime::now())
 }
 
-/// `2017-04-05T19:18:15Z`, as `_scheduler` shows times.
-pub fn iso8601(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,11 +131,5 @@ mod tests {
         assert_eq!(h.len(), MAX_HISTORY);
         assert_eq!(h[0]["session_id"], "s59");
         assert_eq!(p["source_last_seq"], 59);
-    }
-
-    #[test]
-    fn iso_dates() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_491_419_895);
-        assert_eq!(iso8601(t), "2017-04-05T19:18:15Z");
     }
 }

@@ -50,8 +50,8 @@ pub fn replication_id(spec: &Spec, server_uuid: &str) -> RepId {
         inputs.push(json!({"unmatched": spec.unmatched.as_str()}));
     }
     let mut bytes = Vec::new();
-    crate::store::rev::write_canonical(&Value::Array(inputs), &mut bytes);
-    let base = crate::store::rev::hex(&Md5::digest(&bytes));
+    crate::store::write_canonical(&Value::Array(inputs), &mut bytes);
+    let base = crate::ids::hex(&Md5::digest(&bytes));
     let mut full = base.clone();
     if spec.continuous {
         full.push_str("+continuous");

@@ -174,7 +174,7 @@ pub async fn run(
         smeta,
         tmeta,
         logs: (slog, tlog),
-        session_id: crate::store::database::new_uuid(),
+        session_id: crate::ids::new_uuid(),
         start_time: checkpoint::rfc1123_now(),
         start_seq: start.clone(),
         through: start.clone(),
@@ -494,7 +494,7 @@ pub(super) async fn replicate_batch(
     // `_local` documents never replicate, whatever a source's feed lists.
     let req: Vec<(String, Vec<String>)> = rows
         .into_iter()
-        .filter(|r| !r.id.starts_with(crate::store::doc::LOCAL_PREFIX))
+        .filter(|r| !r.id.starts_with(crate::store::LOCAL_PREFIX))
         .map(|r| (r.id, r.revs))
         .collect();
     let offered: Vec<(String, Vec<String>)> = match (&shared.fields, shared.source_wins) {
@@ -747,7 +747,7 @@ fn decide_projected(p: &Value, source: &[String], target: &[Leaf]) -> Projected 
 pub(super) async fn remove_unmatched(shared: &Shared, gone: Vec<Gone>) -> Result<(), ReplError> {
     let ids: Vec<String> = gone
         .iter()
-        .filter(|g| !g.id.starts_with(crate::store::doc::LOCAL_PREFIX))
+        .filter(|g| !g.id.starts_with(crate::store::LOCAL_PREFIX))
         .map(|g| g.id.clone())
         .collect();
     let held = shared.target.leaves(ids).await?;
@@ -852,7 +852,7 @@ fn is_requested(doc: &Value, missing: &HashMap<&str, &Missing>) -> bool {
 
 /// When a run started, for status output.
 pub fn now_iso() -> String {
-    checkpoint::iso8601(SystemTime::now())
+    crate::ids::iso8601(SystemTime::now())
 }
 
 #[cfg(test)]

@@ -254,20 +254,19 @@ fn scan(
     let s = filter.scan(db, since, Some(limit), false)?;
     let mut rows = Vec::with_capacity(s.hits.len());
     for (c, leaves) in s.hits {
-        let tree = &c.record.tree;
-        let winner = tree.winner().unwrap_or(0);
+        // A change is a document with at least one leaf.
+        let Some(winner) = c.doc.winner() else {
+            continue;
+        };
         let doc = if include_docs {
-            Some(db.doc_json(&c.id, &c.record, winner, &ReadOpts::default())?)
+            Some(db.doc_json(&c.id, &c.doc, winner, &ReadOpts::default())?)
         } else {
             None
         };
         rows.push(ChangeRow {
             seq: json!(crate::store::seq_string(c.seq)),
-            revs: leaves
-                .iter()
-                .map(|&i| tree.node(i).rev.to_string())
-                .collect(),
-            deleted: tree.node(winner).deleted,
+            revs: leaves,
+            deleted: winner.deleted(),
             id: c.id,
             doc,
         });

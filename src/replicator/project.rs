@@ -14,9 +14,10 @@
 use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
+use crate::ids::hex;
 use crate::mango::path::split_field;
 use crate::mango::Selector;
-use crate::store::rev::{hex, write_canonical};
+use crate::store::write_canonical;
 
 /// Tags every mapped id, so a change of the mapping scheme never reuses old ids.
 const TAG: &str = "settee-fields-1";

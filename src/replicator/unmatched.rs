@@ -12,7 +12,7 @@ use md5::{Digest, Md5};
 use serde_json::{json, Value};
 
 use super::project::from_source;
-use crate::store::rev::hex;
+use crate::ids::hex;
 
 /// The `unmatched` option.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

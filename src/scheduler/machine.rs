@@ -348,7 +348,7 @@ impl Job {
             "state": state,
             "reason": reason,
             "stats": stats.clone(),
-            "at": replicator::checkpoint::iso8601(now.wall),
+            "at": crate::ids::iso8601(now.wall),
         }));
         stats["run_state"] = json!(state);
         stats
@@ -379,7 +379,7 @@ impl Job {
             "source": self.spec.source.redacted(),
             "target": self.spec.target.redacted(),
             "stats": self.state.stats.snapshot().to_json(),
-            "at": replicator::checkpoint::iso8601(now.wall),
+            "at": crate::ids::iso8601(now.wall),
         });
         Some(Action::Notify(Notice {
             to,
@@ -742,7 +742,7 @@ impl Core {
                     Origin::Transient { waiting: false } => {}
                     Origin::Doc(doc_id) => {
                         let mut stats = j.state.info_json();
-                        stats["start_time"] = json!(j.started.map(replicator::checkpoint::iso8601));
+                        stats["start_time"] = json!(j.started.map(crate::ids::iso8601));
                         if let Some(d) = self.state.docs.get_mut(doc_id) {
                             d.state = DocState::Completed(stats.clone());
                             d.last_updated = now.wall;

@@ -262,7 +262,7 @@ impl Scheduler {
                     if c.id.starts_with("_design/") {
                         continue;
                     }
-                    let doc = if c.record.tree.is_deleted() {
+                    let doc = if c.doc.is_deleted() {
                         None
                     } else {
                         repdb.get(&c.id, None, &ReadOpts::default()).ok()
@@ -409,7 +409,7 @@ fn record_state(store: &Store, w: WriteBack) {
         o.insert("_replication_state".into(), json!(w.state));
         o.insert(
             "_replication_state_time".into(),
-            json!(replicator::checkpoint::iso8601(SystemTime::now())),
+            json!(crate::ids::iso8601(SystemTime::now())),
         );
         match &w.reason {
             Some(r) => o.insert("_replication_state_reason".into(), json!(r)),

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::options::{Destination, Target, Transition};
-use crate::replicator::checkpoint::iso8601;
+use crate::ids::iso8601;
 use crate::replicator::JobState;
 
 const IN_FLIGHT: usize = 8;

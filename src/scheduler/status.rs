@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::docs::REPLICATOR_DB;
 use super::{DocEntry, DocState, Job, Phase, State};
-use crate::replicator::checkpoint::iso8601;
+use crate::ids::iso8601;
 
 /// The node name CouchDB clients see (`_scheduler/*`, `/_node/{node}/…`).
 pub const NODE: &str = "settee@127.0.0.1";

@@ -136,7 +136,7 @@ impl Sharing {
             if !doc_id.starts_with("share-") {
                 break;
             }
-            if rec.tree.is_deleted() {
+            if rec.is_deleted() {
                 continue;
             }
             if let Some(id) = doc_id
@@ -537,21 +537,16 @@ impl Sharing {
         let mut conflicts = Vec::new();
         for item in db.docs_from("", false) {
             let (id, rec) = item?;
-            if rec.tree.is_deleted() || id.starts_with("_design/") {
+            if rec.is_deleted() || id.starts_with("_design/") {
                 continue;
             }
-            let Some(w) = rec.tree.winner() else { continue };
+            let Some(w) = rec.winner() else { continue };
             let doc = db.doc_json(&id, &rec, w, &ReadOpts::default())?;
             if !sel.matches(&doc) {
                 continue;
             }
             shared += 1;
-            let live_leaves = rec
-                .tree
-                .leaves()
-                .into_iter()
-                .filter(|&i| !rec.tree.node(i).deleted)
-                .count();
+            let live_leaves = rec.live_leaves().len();
             if live_leaves > 1 && conflicts.len() < 1000 {
                 conflicts.push(id);
             }
@@ -583,10 +578,10 @@ impl Sharing {
                 if Some(&doc_id) == marker.as_ref() {
                     continue;
                 }
-                let leaves = rec.tree.leaves();
+                let leaves = rec.leaves();
                 let mut matches = false;
-                for &i in &leaves {
-                    if sel.matches(&db.doc_json(&doc_id, &rec, i, &ReadOpts::default())?) {
+                for &leaf in &leaves {
+                    if sel.matches(&db.doc_json(&doc_id, &rec, leaf, &ReadOpts::default())?) {
                         matches = true;
                         break;
                     }
@@ -594,17 +589,11 @@ impl Sharing {
                 if !matches {
                     continue;
                 }
-                if purge == Purge::Received && db.edited_locally(&doc_id)? {
+                if purge == Purge::Received && rec.edited_locally() {
                     kept.push(json!({"id": doc_id, "reason": "edited or created on this server; use purge=all to purge it too"}));
                     continue;
                 }
-                purge_list.push((
-                    doc_id,
-                    leaves
-                        .iter()
-                        .map(|&i| rec.tree.node(i).rev.clone())
-                        .collect(),
-                ));
+                purge_list.push((doc_id, leaves.iter().map(|l| l.rev().clone()).collect()));
             }
         }
         let stopped: Vec<Value> = docs.iter().map(|d| d["_id"].clone()).collect();

@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn record_round_trips() {
-        let mut tree = RevTree::new();
+        let mut tree = RevTree::default();
         tree.merge_path(&[Rev::new(2, "bb"), Rev::new(1, "aa")], false);
         tree.merge_path(&[Rev::new(2, "cc"), Rev::new(1, "aa")], true);
         let mut rec = DocRecord::new(42, tree);
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn truncated_records_are_errors_not_panics() {
-        let mut tree = RevTree::new();
+        let mut tree = RevTree::default();
         tree.merge_path(&[Rev::new(1, "aa")], false);
         let mut rec = DocRecord::new(1, tree);
         rec.set_body(Rev::new(1, "aa"), sled::IVec::from(&b"{\"x\":true}"[..]));

@@ -5,14 +5,15 @@
 //! tree per creation, so a recreated database never sees its predecessor's data); a `server`
 //! tree holds the server uuid. See [`codec`] for the keys inside a database's tree.
 
-pub mod codec;
-pub mod database;
-pub mod doc;
-pub mod durability;
-pub mod error;
+mod codec;
+mod database;
+mod doc;
+mod durability;
+mod error;
 mod migrate;
-pub mod rev;
-pub mod rev_tree;
+mod rev;
+mod rev_tree;
+mod stored;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,11 +22,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-pub use database::{AttMeta, AttMode, Change, Database, DbInfo, DocOutcome, ReadOpts, RevsDiff};
-pub use doc::{check_shape, AttInput, DocUpdate};
+pub use database::{
+    att_digest, AttMeta, AttMode, Change, Database, DbInfo, DocOutcome, IdRevs, ReadOpts, RevsDiff,
+    DEFAULT_PURGED_INFOS_LIMIT, DEFAULT_REVS_LIMIT, PENDING_EXACT,
+};
+pub use doc::{check_shape, validate_doc_id, AttInput, DocUpdate, LOCAL_PREFIX};
 pub use durability::GroupCommit;
 pub use error::{DocError, Result, StoreError};
-pub use rev::Rev;
+pub use rev::{write_canonical, Rev};
+pub use stored::{Doc, Leaf};
 
 /// Where and how to open the store.
 #[derive(Clone, Debug)]
@@ -109,7 +114,7 @@ impl Store {
         let uuid = match server.get("uuid")? {
             Some(u) => String::from_utf8_lossy(&u).into_owned(),
             None => {
-                let u = database::new_uuid();
+                let u = crate::ids::new_uuid();
                 server.insert("uuid", u.as_bytes())?;
                 sled.flush()?;
                 u
@@ -164,7 +169,7 @@ impl Store {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros())
             .unwrap_or(0);
-        let tree_name = format!("db/{name}/{micros}-{}", database::new_uuid());
+        let tree_name = format!("db/{name}/{micros}-{}", crate::ids::new_uuid());
         let entry = json!({"tree": tree_name, "instance_start_time": micros.to_string()});
         self.sled.open_tree(&tree_name)?;
         self.catalog

@@ -51,7 +51,7 @@ impl Rev {
         write_canonical(body, &mut canon);
         h.update(&canon);
         let digest = h.finalize();
-        Rev::new(parent.map_or(1, |p| p.pos + 1), hex(&digest))
+        Rev::new(parent.map_or(1, |p| p.pos + 1), crate::ids::hex(&digest))
     }
 }
 
@@ -65,16 +65,6 @@ impl fmt::Debug for Rev {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
 
 /// JSON with object keys sorted (recursively), so that key order never changes a revision id.

@@ -33,10 +33,6 @@ pub enum Merge {
 }
 
 impl RevTree {
-    pub fn new() -> RevTree {
-        RevTree::default()
-    }
-
     /// Builds a tree from raw nodes, checking the invariants (used by the codec).
     pub fn from_nodes(nodes: Vec<Node>) -> Option<RevTree> {
         for n in &nodes {
@@ -285,7 +281,7 @@ mod tests {
 
     #[test]
     fn winner_prefers_live_then_depth_then_id() {
-        let mut t = RevTree::new();
+        let mut t = RevTree::default();
         t.merge_path(&path(&["2-b", "1-a"]), false);
         t.merge_path(&path(&["2-c", "1-a"]), false);
         assert_eq!(leaf_revs(&t), ["2-c", "2-b"]);
@@ -300,7 +296,7 @@ mod tests {
 
     #[test]
     fn merging_a_present_revision_is_a_no_op() {
-        let mut t = RevTree::new();
+        let mut t = RevTree::default();
         assert_eq!(t.merge_path(&path(&["2-b", "1-a"]), false), Merge::Added);
         let before = t.clone();
         assert_eq!(
@@ -313,7 +309,7 @@ mod tests {
 
     #[test]
     fn stemming_keeps_the_newest_per_branch_and_reroots_on_merge() {
-        let mut t = RevTree::new();
+        let mut t = RevTree::default();
         t.merge_path(&path(&["4-d", "3-c", "2-b", "1-a"]), false);
         assert!(t.stem(2));
         assert_eq!(t.nodes().len(), 2);
@@ -328,7 +324,7 @@ mod tests {
 
     #[test]
     fn disconnected_paths_form_separate_roots() {
-        let mut t = RevTree::new();
+        let mut t = RevTree::default();
         t.merge_path(&path(&["1-a"]), false);
         t.merge_path(&path(&["3-x", "2-w"]), false);
         assert_eq!(leaf_revs(&t), ["3-x", "1-a"]);
@@ -336,7 +332,7 @@ mod tests {
 
     #[test]
     fn purge_removes_leaf_and_its_private_ancestors() {
-        let mut t = RevTree::new();
+        let mut t = RevTree::default();
         t.merge_path(&path(&["3-c", "2-b", "1-a"]), false);
         t.merge_path(&path(&["3-y", "2-x", "1-a"]), false);
         assert_eq!(t.remove_leaves(&path(&["3-y", "2-b"])), path(&["3-y"]));
@@ -349,7 +345,7 @@ mod tests {
 
     #[test]
     fn possible_ancestors_are_shallower_leaves() {
-        let mut t = RevTree::new();
+        let mut t = RevTree::default();
         t.merge_path(&path(&["2-b", "1-a"]), false);
         t.merge_path(&path(&["4-z", "3-y", "2-x", "1-a"]), false);
         assert_eq!(t.possible_ancestors(&path(&["3-q"])), path(&["2-b"]));
@@ -359,7 +355,7 @@ mod tests {
 
     #[test]
     fn latest_resolves_to_descendant_leaves() {
-        let mut t = RevTree::new();
+        let mut t = RevTree::default();
         t.merge_path(&path(&["3-c", "2-b", "1-a"]), false);
         t.merge_path(&path(&["2-x", "1-a"]), false);
         let a = t.find(&r("1-a")).unwrap();
