@@ -19,8 +19,9 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-unit:
-	$(CARGO) test
+unit: ## every test of every binary side by side with cargo-nextest (.config/nextest.toml); cargo test where it is missing
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then $(CARGO) nextest run; \
+	else echo "cargo-nextest not found: running cargo test (slower)"; $(CARGO) test; fi
 
 node-deps: ## real peers for interop tests (PouchDB, pouchdb-server, playwright-core) from tests/node's lockfile
 	@if [ -f tests/node/package-lock.json ] && { [ ! -d tests/node/node_modules ] || \

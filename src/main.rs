@@ -37,40 +37,7 @@ enum Command {
   settee serve                                   # admin party on http://127.0.0.1:5984, data in ./data
   settee serve --bind 0.0.0.0:5984 --admin admin:s3cret --data /var/lib/settee
   Then open http://127.0.0.1:5984/_utils/ for the status page.")]
-    Serve {
-        /// Data directory.
-        #[arg(long, env = "SETTEE_DATA", default_value = "data")]
-        data: PathBuf,
-        /// Address to listen on. Anything but loopback needs --admin.
-        #[arg(long, env = "SETTEE_BIND", default_value = "127.0.0.1:5984")]
-        bind: std::net::SocketAddr,
-        /// Server admin as USER:PASS. Without it only loopback clients are served ("admin party").
-        #[arg(long, env = "SETTEE_ADMIN")]
-        admin: Option<String>,
-        /// Largest request body accepted, in bytes (413 beyond).
-        #[arg(long, env = "SETTEE_MAX_BODY", default_value_t = 64 * 1024 * 1024)]
-        max_body: usize,
-        /// Most replication jobs running at once; the rest wait as `pending` and rotate.
-        #[arg(long, env = "SETTEE_MAX_JOBS", default_value_t = 500)]
-        max_jobs: usize,
-        /// Seconds between scheduler rotations of pending continuous jobs.
-        #[arg(long, env = "SETTEE_SCHEDULER_INTERVAL", default_value_t = 60)]
-        scheduler_interval: u64,
-        /// Most jobs started or stopped per rotation.
-        #[arg(long, env = "SETTEE_MAX_CHURN", default_value_t = 20)]
-        max_churn: usize,
-        /// SMTP relay for e-mail notifications: smtp://[user:pass@]host[:port] (plain, or
-        /// STARTTLS with ?tls=required) or smtps://… (TLS).
-        #[arg(long, env = "SETTEE_SMTP_URL")]
-        smtp_url: Option<String>,
-        /// Sender of e-mail notifications.
-        #[arg(
-            long,
-            env = "SETTEE_SMTP_FROM",
-            default_value = "settee <settee@localhost>"
-        )]
-        smtp_from: String,
-    },
+    Serve(settee::cli::ServeArgs),
     /// Replicate SOURCE to TARGET in the foreground (URLs, or local database names with --data).
     #[command(after_help = "Examples:
   settee replicate http://admin:pw@127.0.0.1:5984/a http://peer:5984/a --selector '{\"type\": \"entity\"}'
@@ -203,32 +170,7 @@ fn main() -> ExitCode {
 fn run(command: Command, json: bool) -> Result<(), Box<dyn std::error::Error>> {
     use settee::cli;
     match command {
-        Command::Serve {
-            data,
-            bind,
-            admin,
-            max_body,
-            max_jobs,
-            scheduler_interval,
-            max_churn,
-            smtp_url,
-            smtp_from,
-        } => serve(
-            data,
-            bind,
-            admin,
-            max_body,
-            settee::scheduler::SchedulerConfig {
-                max_jobs: max_jobs.max(1),
-                interval: std::time::Duration::from_secs(scheduler_interval.max(1)),
-                max_churn,
-                smtp: smtp_url.map(|url| settee::scheduler::notify::Smtp {
-                    url,
-                    from: smtp_from,
-                }),
-                ..Default::default()
-            },
-        ),
+        Command::Serve(args) => serve(args),
         Command::Replicate(args) => cli::replicate(args, json),
         Command::Status {
             server,
@@ -293,31 +235,9 @@ fn inspect(data: PathBuf, json: bool) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-fn serve(
-    data: PathBuf,
-    bind: std::net::SocketAddr,
-    admin: Option<String>,
-    max_body: usize,
-    sched: settee::scheduler::SchedulerConfig,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let admin = match admin {
-        Some(a) => match a.split_once(':') {
-            Some((u, p)) if !u.is_empty() && !p.is_empty() => Some((u.to_owned(), p.to_owned())),
-            _ => {
-                return Err(Box::new(settee::cli::output::Usage(
-                    "--admin must be USER:PASS".into(),
-                )))
-            }
-        },
-        None => None,
-    };
-    let cfg = settee::server::Config {
-        data: data.clone(),
-        bind,
-        admin: admin.clone(),
-        max_body_bytes: max_body,
-        scheduler: sched,
-    };
+fn serve(args: settee::cli::ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let cfg = args.config()?;
+    let (data, admin) = (cfg.data.clone(), cfg.admin.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -38,19 +38,11 @@ impl Db {
     }
 
     fn req(&self, method: &str, rest: &str, body: Option<&Value>) -> (u16, Value) {
-        let headers: Vec<(&str, &str)> = self
-            .auth
-            .as_deref()
-            .map(|a| vec![("Authorization", a)])
-            .unwrap_or_default();
-        let (st, _, b) = common::raw(
-            &self.addr,
+        common::Client::with_authorization(&self.addr, self.auth.clone()).req(
             method,
             &format!("/{}{rest}", self.name),
-            &headers,
-            body.map(|b| b.to_string().into_bytes()),
-        );
-        (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
+            body,
+        )
     }
 
     fn create(&self) {

@@ -202,7 +202,7 @@ fn a_closed_pipe_ends_output_quietly() {
 fn logs_carry_no_colour_codes_when_stderr_is_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("settee.log");
-    let s = Server::start_logging(&log, &["--admin", common::ADMIN]);
+    let s = Server::process_logging(&log, &["--admin", common::ADMIN]);
     areq(&s, "PUT", "/src", None);
     let dead = common::free_port();
     let (st, v) = areq(

@@ -254,7 +254,7 @@ fn changes_normal_longpoll_and_continuous() {
             None,
         )
     });
-    std::thread::sleep(Duration::from_millis(300));
+    common::until_feeds_open(&s.addr, &[], 1);
     s.req("PUT", "/db/late", Some(&json!({})));
     let (_, c) = waiter.join().unwrap();
     assert_eq!(c["results"][0]["id"], "late");
@@ -362,7 +362,7 @@ fn attachments_over_http() {
 
 #[test]
 fn admin_auth_body_limit_and_graceful_shutdown() {
-    let mut s = Server::start(&["--admin", "adm:secret", "--max-body", "1000"]);
+    let mut s = Server::process(&["--admin", "adm:secret", "--max-body", "1000"]);
     assert_eq!(s.req("GET", "/", None).0, 200);
     let (st, e) = s.req("PUT", "/db", None);
     assert_eq!((st, e["error"].as_str()), (401, Some("unauthorized")));
@@ -377,8 +377,8 @@ fn admin_auth_body_limit_and_graceful_shutdown() {
 
     // SIGTERM: the process exits cleanly and the data is on disk.
     assert_eq!(s.raw("PUT", "/db/kept", &good, Some(b"{}".to_vec())).0, 201);
-    unsafe_sigterm(s.child.id());
-    let status = s.child.wait().unwrap();
+    unsafe_sigterm(s.child().id());
+    let status = s.child().wait().unwrap();
     assert!(status.success(), "{status:?}");
     let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
     let s2 = Server::start_in(dir, &["--admin", "adm:secret"]);
@@ -968,7 +968,7 @@ fn a_longpoll_on_a_database_deleted_meanwhile_answers_at_once() {
         let _ = tx.send(r);
     });
     // The feed is open (its request is in) before the database goes.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    common::until_feeds_open(&s.addr, &[], 1);
     assert_eq!(s.req("DELETE", "/gone", None).0, 200);
     let (status, body) = rx.recv_timeout(std::time::Duration::from_secs(20)).expect(
         "the longpoll answers once its database is deleted, not after its 10-minute timeout",
@@ -1090,7 +1090,7 @@ fn javascript_design_functions_fail_as_missing_features_not_as_attachments() {
 fn a_validate_doc_update_is_stored_and_the_log_says_it_is_not_run() {
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("log");
-    let mut server = Server::start_logging(&log, &[]);
+    let mut server = Server::process_logging(&log, &[]);
     let addr = server.addr.clone();
     assert_eq!(req(&addr, "PUT", "/db", None).0, 201);
     let vdu = json!({"validate_doc_update": "function(n){ if (!n.ok) throw({forbidden: 'no'}); }"});
@@ -1111,8 +1111,7 @@ fn a_validate_doc_update_is_stored_and_the_log_says_it_is_not_run() {
         .0,
         201
     );
-    let _ = server.child.kill();
-    let _ = server.child.wait();
+    server.kill();
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         text.matches("validate_doc_update").count(),

@@ -14,24 +14,6 @@ use common::couchdb::Couch;
 use common::*;
 use serde_json::{json, Value};
 
-/// A request with an `Authorization` header to any server.
-fn auth_req(
-    addr: &str,
-    auth: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let (s, _, b) = raw(
-        addr,
-        method,
-        path,
-        &[("Authorization", auth)],
-        body.map(|b| b.to_string().into_bytes()),
-    );
-    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
-}
-
 /// A server and an admin's `Authorization` header: the same API on both products.
 #[derive(Clone)]
 struct Peer {
@@ -53,7 +35,8 @@ impl Peer {
         }
     }
     fn req(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        auth_req(&self.addr, &self.auth, method, path, body)
+        common::Client::with_authorization(&self.addr, Some(self.auth.clone()))
+            .req(method, path, body)
     }
     fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let (s, v) = self.req(method, path, body);
@@ -557,7 +540,7 @@ fn settee_killed_mid_run_resumes_from_its_checkpoint_on_couchdb() {
     else {
         return;
     };
-    let mut s = start_admin();
+    let mut s = Server::process(&["--admin", common::ADMIN]);
     let c = Peer::couch(&couch);
     many(&c, "origin", MANY);
     // One worker and small batches, so the run lasts long enough to be killed in.
@@ -577,8 +560,7 @@ fn settee_killed_mid_run_resumes_from_its_checkpoint_on_couchdb() {
         "no checkpoint"
     );
     let before = doc_count(&Peer::settee(&s), "copy");
-    let _ = s.child.kill();
-    let _ = s.child.wait();
+    s.kill();
     assert!(
         before < MANY as u64,
         "the run ended before it could be killed"
@@ -625,8 +607,17 @@ fn couchdb_killed_mid_run_resumes_from_its_checkpoint_on_settee() {
         before < SLOW_MANY as u64,
         "the run ended before it could be killed"
     );
-    // Past a checkpoint (every 0.5 s), then killed as a crash would.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Past a checkpoint (CouchDB writes one to the source too), then killed as a crash would.
+    let checkpointed = || {
+        let (_, v) = st.req("GET", "/origin/_local_docs?include_docs=true", None);
+        v["rows"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["doc"]["history"].is_array()))
+    };
+    assert!(
+        wait_for(60, || checkpointed().then_some(())).is_some(),
+        "CouchDB wrote no checkpoint to settee"
+    );
     couch.restart();
     let c = Peer::couch(&couch);
     let at_restart = doc_count(&c, "copy");

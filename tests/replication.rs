@@ -16,22 +16,7 @@ fn url(s: &Server, db: &str) -> String {
     format!("http://{A}@{}/{db}", s.addr)
 }
 
-/// The same request with admin credentials (the helper client sends none).
-fn areq(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    use base64::Engine;
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(A)
-    );
-    let (s, _, b) = common::raw(
-        addr,
-        method,
-        path,
-        &[("Authorization", &auth)],
-        body.map(|b| b.to_string().into_bytes()),
-    );
-    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
-}
+use common::areq_at as areq;
 
 /// Writes the test corpus: 30 docs (even ones `type: public`), updates, two deletions, a
 /// conflict with both branches public, an attachment and a design doc.
@@ -375,7 +360,7 @@ fn killed_one_shot_resumes_and_writes_only_what_was_missing() {
 
 #[test]
 fn continuous_follows_and_survives_a_source_outage() {
-    let a = common::start_admin();
+    let a = Server::process(&["--admin", common::ADMIN]);
     let b = common::start_admin();
     assert_eq!(areq(&a.addr, "PUT", "/live", None).0, 201);
     let (s, v) = areq(
@@ -406,8 +391,7 @@ fn continuous_follows_and_survives_a_source_outage() {
     // The source goes away for 10 s and comes back on the same port with the same data.
     let addr = a.addr.clone();
     let mut a = a;
-    let _ = a.child.kill();
-    let _ = a.child.wait();
+    a.kill();
     let dir = std::mem::replace(&mut a.dir, tempfile::tempdir().unwrap());
     std::thread::sleep(std::time::Duration::from_secs(10));
     let a2 = Server::start_at(dir, &addr, &["--admin", A]);
@@ -513,13 +497,11 @@ fn two_way_pair_converges_and_then_idles() {
         "outside the selector never crosses"
     );
     // Idle: no ping-pong.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let (sa, sb) = (update_seq(&a, "shared"), update_seq(&b, "shared"));
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert_eq!(
-        (update_seq(&a, "shared"), update_seq(&b, "shared")),
-        (sa, sb),
-        "an idle pair writes nothing"
+    common::assert_pair_idles(
+        &common::Client::admin(&a.addr),
+        &common::Client::admin(&b.addr),
+        "shared",
+        &json!({"type": "shared"}),
     );
 }
 

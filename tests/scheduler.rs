@@ -9,16 +9,7 @@ use serde_json::{json, Value};
 
 use common::ADMIN as A;
 
-fn areq(s: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let (st, _, b) = common::raw(
-        &s.addr,
-        method,
-        path,
-        &[("Authorization", &common::admin_basic())],
-        body.map(|b| b.to_string().into_bytes()),
-    );
-    (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
-}
+use common::areq;
 
 fn put_docs(s: &Server, db: &str, docs: Vec<Value>) {
     let (st, v) = areq(
@@ -143,8 +134,22 @@ fn continuous_follows_edit_restarts_delete_stops() {
         == 0)
         .then_some(()))
     .is_some());
+    // A witness: a live replication of the same source. Once it has copied `a2`, the
+    // deleted one, had it kept running, would have had every chance to as well.
+    let (st, v) = areq(
+        &s,
+        "PUT",
+        "/_replicator/witness",
+        Some(
+            &json!({"source": "src", "target": "witness", "create_target": true, "continuous": true}),
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
     put_docs(&s, "src", vec![json!({"_id": "a2", "kind": "a"})]);
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        wait_for(30, || exists(&s, "witness", "a2").then_some(())).is_some(),
+        "the witness replication copies a2"
+    );
     assert!(
         !exists(&s, "dst", "a2"),
         "a deleted replication no longer writes"
@@ -301,7 +306,7 @@ fn runtime_failures_show_as_states_and_duplicates_fail() {
 
 #[test]
 fn jobs_resume_after_restart_and_sigkill_without_resending() {
-    let s = common::start_admin();
+    let s = Server::process(&["--admin", common::ADMIN]);
     areq(&s, "PUT", "/src", None);
     for c in 0..10 {
         put_docs(
@@ -330,10 +335,9 @@ fn jobs_resume_after_restart_and_sigkill_without_resending() {
         .is_some()
     );
     let mut s = s;
-    let _ = s.child.kill();
-    let _ = s.child.wait();
+    s.kill();
     let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
-    let s = Server::start_in(dir, &["--admin", A]);
+    let s = Server::process_in(dir, &["--admin", A]);
     assert!(
         wait_for(120, || (areq(&s, "GET", "/dst", None).1["doc_count"]
             == 10_000)
@@ -438,7 +442,7 @@ fn a_recreated_replicator_database_is_followed() {
 fn shutdown_does_not_wait_for_a_silent_peer() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let source = format!("http://{}/quiet", silent.local_addr().unwrap());
-    let mut s = common::start_admin();
+    let mut s = Server::process(&["--admin", common::ADMIN]);
     areq(&s, "PUT", "/dst", None);
     let (st, v) = areq(
         &s,
@@ -460,8 +464,10 @@ fn shutdown_does_not_wait_for_a_silent_peer() {
 
 /// SIGTERM and wait: settee's graceful shutdown (jobs checkpoint, sled flushes).
 fn unsafe_terminate(s: &mut Server) {
-    let _ = Command::new("kill").arg(s.child.id().to_string()).status();
-    let _ = s.child.wait();
+    let _ = Command::new("kill")
+        .arg(s.child().id().to_string())
+        .status();
+    let _ = s.child().wait();
 }
 
 use std::process::Command;
@@ -627,7 +633,7 @@ fn the_first_checkpoint_follows_the_first_batch() {
 #[test]
 fn a_job_whose_peer_fails_says_so_while_it_retries() {
     let a = common::start_admin();
-    let b = common::start_admin();
+    let b = Server::process(&["--admin", common::ADMIN]);
     let b_addr = b.addr.clone();
     areq(&a, "PUT", "/src", None);
     areq(&b, "PUT", "/dst", None);
@@ -643,8 +649,7 @@ fn a_job_whose_peer_fails_says_so_while_it_retries() {
     assert!(wait_for(30, || exists(&b, "dst", "first").then_some(())).is_some());
     // The target goes away; the next write makes the job retry its requests.
     let mut b = b;
-    let _ = b.child.kill();
-    let _ = b.child.wait();
+    b.kill();
     let dir = std::mem::replace(&mut b.dir, tempfile::tempdir().unwrap());
     put_docs(&a, "src", vec![json!({"_id": "second"})]);
     let troubled = wait_for(7, || {

@@ -14,32 +14,21 @@ use common::ADMIN as A;
 /// Addresses of pouchdb-server peers (in-memory, admin party: they refuse credentials).
 static POUCH: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-fn auth(addr: &str) -> Vec<(&'static str, String)> {
+/// A client of a settee (with admin credentials) or of pouchdb-server (without).
+fn client(addr: &str) -> common::Client {
     if POUCH.lock().unwrap().iter().any(|p| p == addr) {
-        vec![]
+        common::Client::anonymous(addr)
     } else {
-        vec![("Authorization", common::admin_basic())]
+        common::Client::admin(addr)
     }
 }
 
-/// A request to a settee (with admin credentials) or to pouchdb-server (without).
 fn r(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let h = auth(addr);
-    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (s, _, b) = common::raw(
-        addr,
-        method,
-        path,
-        &h,
-        body.map(|b| b.to_string().into_bytes()),
-    );
-    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    client(addr).req(method, path, body)
 }
 
 fn trees(addr: &str, db: &str) -> BTreeMap<String, Vec<Value>> {
-    let h = auth(addr);
-    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    trees_with(addr, db, &h)
+    trees_with(addr, db, &client(addr).headers())
 }
 
 /// Writes over the current winner; a replication landing between read and write is a
@@ -63,10 +52,6 @@ fn put(addr: &str, db: &str, id: &str, doc: Value) -> String {
 
 fn exists(addr: &str, db: &str, id: &str) -> bool {
     r(addr, "GET", &format!("/{db}/{id}"), None).0 == 200
-}
-
-fn seq(addr: &str, db: &str) -> Value {
-    r(addr, "GET", &format!("/{db}"), None).1["update_seq"].clone()
 }
 
 /// The pair's shared part is identical on both sides (every tree of every shared doc).
@@ -174,14 +159,12 @@ fn pair_converges(a: &Server, b_addr: &str, b_url: &str) {
         !exists(&a.addr, "col", "b-private") && !exists(b_addr, "col", "a-private"),
         "outside the selector never crosses"
     );
-    // Converged and idle: nothing more is written on either side over 10 s.
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let before = (seq(&a.addr, "col"), seq(b_addr, "col"));
-    std::thread::sleep(std::time::Duration::from_secs(10));
-    assert_eq!(
-        before,
-        (seq(&a.addr, "col"), seq(b_addr, "col")),
-        "an idle pair writes nothing"
+    // Converged and idle: each side writes only the sentinels.
+    common::assert_pair_idles(
+        &client(&a.addr),
+        &client(b_addr),
+        "col",
+        &json!({"type": "shared"}),
     );
     let (_, share) = r(&a.addr, "GET", "/_sharing/pair", None);
     assert_eq!(share["directions"].as_array().unwrap().len(), 2, "{share}");
@@ -325,7 +308,15 @@ fn stop_with_purge_leaves_the_peer_untouched_and_a_new_share_brings_them_back() 
     assert_eq!(out["marker_deleted_on_peer"], true, "{out}");
     let (_, repl) = r(&a.addr, "GET", "/_replicator/_all_docs", None);
     assert_eq!(repl["rows"], json!([]), "replication documents removed");
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Once the scheduler holds no job, nothing of the share can write any more.
+    assert!(
+        wait_for(30, || (r(&a.addr, "GET", "/_scheduler/jobs", None).1
+            ["total_rows"]
+            == 0)
+            .then_some(()))
+        .is_some(),
+        "the share's jobs stop"
+    );
     let mut peer_now = trees(&b.addr, "col");
     let peer_marker = peer_now.remove(&marker).unwrap_or_default();
     assert!(
@@ -373,7 +364,18 @@ fn read_only_share_never_brings_writes_back() {
         json!({"type": "public", "changed": "on the receiving side"}),
     );
     put(&b.addr, "pub", "b-new", json!({"type": "public"}));
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // A sentinel written here after B's writes crosses to B: the share is live and caught
+    // up, and its only job is the push (nothing pulls B's writes back).
+    put(&a.addr, "pub", "sentinel", json!({"type": "public"}));
+    assert!(wait_for(30, || exists(&b.addr, "pub", "sentinel").then_some(())).is_some());
+    let (_, jobs) = r(&a.addr, "GET", "/_scheduler/jobs", None);
+    assert_eq!(jobs["total_rows"], 1, "{jobs}");
+    assert!(
+        jobs["jobs"][0]["target"]
+            .as_str()
+            .is_some_and(|t| t.contains(&b.addr)),
+        "{jobs}"
+    );
     assert!(!exists(&a.addr, "pub", "b-new"));
     assert!(r(&a.addr, "GET", "/pub/p1", None)
         .1

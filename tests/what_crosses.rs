@@ -405,7 +405,7 @@ fn a_field_list_in_both_directions_is_refused_on_one_server() {
 
 #[test]
 fn a_field_list_survives_sigkill_with_the_same_result() {
-    let a = common::start_admin();
+    let a = Server::process(&["--admin", common::ADMIN]);
     let b = common::start_admin();
     let c = common::start_admin();
     areq(&a, "PUT", "/src", None);
@@ -432,8 +432,7 @@ fn a_field_list_survives_sigkill_with_the_same_result() {
     };
     assert!(wait_for(60, || (count(&b, "dst") >= 1000).then_some(())).is_some());
     let mut a = a;
-    let _ = a.child.kill();
-    let _ = a.child.wait();
+    a.kill();
     let dir = std::mem::replace(&mut a.dir, tempfile::tempdir().unwrap());
     let a = Server::start_in(dir, &["--admin", common::ADMIN]);
     assert!(

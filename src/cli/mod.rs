@@ -5,6 +5,7 @@
 
 pub mod output;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,77 @@ type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 use crate::say;
 use output::{json_line, usage};
+
+/// Options of `settee serve`: a server's [`Config`](crate::server::Config) as flags (and
+/// `SETTEE_*` environment variables). A parser of its own so tests and embedders can build
+/// the same configuration from the same words.
+#[derive(clap::Parser, Debug)]
+#[command(name = "serve")]
+pub struct ServeArgs {
+    /// Data directory.
+    #[arg(long, env = "SETTEE_DATA", default_value = "data")]
+    pub data: PathBuf,
+    /// Address to listen on. Anything but loopback needs --admin.
+    #[arg(long, env = "SETTEE_BIND", default_value = "127.0.0.1:5984")]
+    pub bind: std::net::SocketAddr,
+    /// Server admin as USER:PASS. Without it only loopback clients are served ("admin party").
+    #[arg(long, env = "SETTEE_ADMIN")]
+    pub admin: Option<String>,
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[arg(long, env = "SETTEE_MAX_BODY", default_value_t = 64 * 1024 * 1024)]
+    pub max_body: usize,
+    /// Most replication jobs running at once; the rest wait as `pending` and rotate.
+    #[arg(long, env = "SETTEE_MAX_JOBS", default_value_t = 500)]
+    pub max_jobs: usize,
+    /// Seconds between scheduler rotations of pending continuous jobs.
+    #[arg(long, env = "SETTEE_SCHEDULER_INTERVAL", default_value_t = 60)]
+    pub scheduler_interval: u64,
+    /// Most jobs started or stopped per rotation.
+    #[arg(long, env = "SETTEE_MAX_CHURN", default_value_t = 20)]
+    pub max_churn: usize,
+    /// SMTP relay for e-mail notifications: smtp://[user:pass@]host[:port] (plain, or
+    /// STARTTLS with ?tls=required) or smtps://… (TLS).
+    #[arg(long, env = "SETTEE_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Sender of e-mail notifications.
+    #[arg(
+        long,
+        env = "SETTEE_SMTP_FROM",
+        default_value = "settee <settee@localhost>"
+    )]
+    pub smtp_from: String,
+}
+
+impl ServeArgs {
+    /// The server configuration these flags describe; a malformed `--admin` is a usage error.
+    pub fn config(self) -> Result<crate::server::Config, output::Usage> {
+        let admin = match self.admin {
+            Some(a) => match a.split_once(':') {
+                Some((u, p)) if !u.is_empty() && !p.is_empty() => {
+                    Some((u.to_owned(), p.to_owned()))
+                }
+                _ => return Err(output::Usage("--admin must be USER:PASS".into())),
+            },
+            None => None,
+        };
+        Ok(crate::server::Config {
+            data: self.data,
+            bind: self.bind,
+            admin,
+            max_body_bytes: self.max_body,
+            scheduler: crate::scheduler::SchedulerConfig {
+                max_jobs: self.max_jobs.max(1),
+                interval: Duration::from_secs(self.scheduler_interval.max(1)),
+                max_churn: self.max_churn,
+                smtp: self.smtp_url.map(|url| crate::scheduler::notify::Smtp {
+                    url,
+                    from: self.smtp_from,
+                }),
+                ..Default::default()
+            },
+        })
+    }
+}
 
 /// Options of `settee replicate`.
 #[derive(clap::Args)]

@@ -205,8 +205,11 @@ pub fn resp(status: StatusCode, content_type: &str, body: Body) -> Resp {
 /// Appends a value's JSON to a response being written as bytes.
 pub fn write_json(out: &mut Vec<u8>, v: &Value) -> Result<(), ApiError> {
     // Writing a `Value` into a `Vec` cannot fail; the error is mapped, not unwrapped.
-    serde_json::to_writer(out, v)
-        .map_err(|e| ApiError::from(crate::store::StoreError::Corrupt(e.to_string())))
+    serde_json::to_writer(out, v).map_err(|e| {
+        ApiError::from(crate::store::StoreError::Bug(format!(
+            "a response does not serialize: {e}"
+        )))
+    })
 }
 
 pub fn error_resp(e: &ApiError) -> Resp {

@@ -1,5 +1,6 @@
-//! Test support: start a real `settee serve` on an ephemeral loopback port, and a small
-//! HTTP/1.1 client over std's TcpStream (enough for JSON requests and chunked responses).
+//! Test support: start a real settee server (in this process, or as a `settee serve` process)
+//! on an ephemeral loopback port, and a small HTTP/1.1 client over std's TcpStream (enough for
+//! JSON requests and chunked responses).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,8 +11,26 @@ use serde_json::Value;
 
 pub struct Server {
     pub addr: String,
-    pub child: Child,
     pub dir: tempfile::TempDir,
+    kind: Kind,
+}
+
+/// How a test server runs: inside the test's process (the default: no binary to start, and
+/// nothing to leak if the test panics), or as a `settee serve` process for the tests that
+/// kill it, signal it or read its log.
+enum Kind {
+    InProcess(InProcess),
+    Process(Child),
+}
+
+/// A server run by [`settee::server::run`] on a runtime of its own, in a thread of its own.
+/// [`Server::stop`] shuts it down in order (requests, job checkpoints, flush); dropping it
+/// drops its runtime as a killed process would stop (a test's peers may be gone by then, and
+/// a graceful shutdown would wait for them).
+struct InProcess {
+    /// Sends whether to shut down gracefully.
+    stop: Option<std::sync::mpsc::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A loopback port free at the time of asking.
@@ -24,6 +43,7 @@ pub fn free_port() -> u16 {
 }
 
 impl Server {
+    /// A server in this process, on a free loopback port, with `settee serve`'s flags.
     pub fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         Server::start_in(dir, extra)
@@ -33,13 +53,66 @@ impl Server {
         Server::start_at(dir, "127.0.0.1:0", extra)
     }
 
-    /// Starts on a given address (to come back on the same port after a stop).
+    /// Starts in this process on a given address (to come back on the same port after a stop).
     pub fn start_at(dir: tempfile::TempDir, bind: &str, extra: &[&str]) -> Server {
-        Server::spawn(dir, bind, extra, Stdio::inherit())
+        use clap::Parser;
+        let mut args = vec!["serve", "--bind", bind, "--data"];
+        let data = dir.path().to_str().unwrap().to_owned();
+        args.push(&data);
+        args.extend_from_slice(extra);
+        let cfg = settee::cli::ServeArgs::try_parse_from(args)
+            .unwrap()
+            .config()
+            .unwrap();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<bool>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let server = match rt.block_on(settee::server::run(cfg)) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = addr_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = addr_tx.send(Ok(server.addr));
+            if stopped.recv().unwrap_or(false) {
+                rt.block_on(server.shutdown()).unwrap();
+            } else {
+                drop(server);
+                rt.shutdown_background();
+            }
+        });
+        let addr = addr_rx
+            .recv()
+            .expect("the server thread")
+            .expect("the server starts");
+        Server {
+            addr: addr.to_string(),
+            dir,
+            kind: Kind::InProcess(InProcess {
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+        }
     }
 
-    /// A server whose log (stderr) goes to `log`, for tests that read what it says.
-    pub fn start_logging(log: &std::path::Path, extra: &[&str]) -> Server {
+    /// A `settee serve` process (for tests that kill or signal it).
+    pub fn process(extra: &[&str]) -> Server {
+        Server::process_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    pub fn process_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Server::spawn(dir, "127.0.0.1:0", extra, Stdio::inherit())
+    }
+
+    /// A `settee serve` process whose log (stderr) goes to `log`, for tests that read what
+    /// it says.
+    pub fn process_logging(log: &std::path::Path, extra: &[&str]) -> Server {
         let file = std::fs::File::create(log).unwrap();
         Server::spawn(
             tempfile::tempdir().unwrap(),
@@ -71,7 +144,44 @@ impl Server {
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_owned();
-        Server { addr, child, dir }
+        Server {
+            addr,
+            dir,
+            kind: Kind::Process(child),
+        }
+    }
+
+    /// The process of a server started with [`Server::process`].
+    pub fn child(&mut self) -> &mut Child {
+        match &mut self.kind {
+            Kind::Process(c) => c,
+            Kind::InProcess(_) => {
+                panic!("an in-process server has no process: start it with Server::process")
+            }
+        }
+    }
+
+    /// SIGKILLs a process server and waits for it: a crash, nothing flushed or checkpointed.
+    pub fn kill(&mut self) {
+        let c = self.child();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// Stops the server: an in-process one shuts down in order, a process is killed. Either
+    /// way its data folder stays (for a restart with [`Server::start_at`]).
+    pub fn stop(&mut self) {
+        self.halt(true);
+    }
+
+    fn halt(&mut self, graceful: bool) {
+        match &mut self.kind {
+            Kind::Process(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            Kind::InProcess(p) => p.stop(graceful),
+        }
     }
 
     pub fn req(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
@@ -159,10 +269,23 @@ fn exchange(
     Ok(raw)
 }
 
+impl InProcess {
+    fn stop(&mut self, graceful: bool) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(graceful);
+        }
+        if let Some(t) = self.thread.take() {
+            // A panic in the server thread fails the test that owns it.
+            if t.join().is_err() && !std::thread::panicking() {
+                panic!("the in-process server panicked");
+            }
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.halt(false);
     }
 }
 
@@ -336,16 +459,79 @@ pub fn admin_basic() -> String {
     )
 }
 
+/// The one JSON client of the tests: a server's address and the credentials to send (none,
+/// [`ADMIN`], or any Basic pair).
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub addr: String,
+    auth: Option<String>,
+}
+
+impl Client {
+    pub fn anonymous(addr: &str) -> Client {
+        Client {
+            addr: addr.to_owned(),
+            auth: None,
+        }
+    }
+
+    /// As [`ADMIN`].
+    pub fn admin(addr: &str) -> Client {
+        Client {
+            addr: addr.to_owned(),
+            auth: Some(admin_basic()),
+        }
+    }
+
+    /// As `user:password`.
+    pub fn basic(addr: &str, user_pw: &str) -> Client {
+        use base64::Engine;
+        Client {
+            addr: addr.to_owned(),
+            auth: Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(user_pw)
+            )),
+        }
+    }
+
+    /// With a given `Authorization` value, or none.
+    pub fn with_authorization(addr: &str, auth: Option<String>) -> Client {
+        Client {
+            addr: addr.to_owned(),
+            auth,
+        }
+    }
+
+    /// The headers this client sends besides the request's own.
+    pub fn headers(&self) -> Vec<(&str, &str)> {
+        self.auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default()
+    }
+
+    /// A JSON request; the body of the answer as JSON (`Null` when it is not JSON).
+    pub fn req(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let (st, _, b) = raw(
+            &self.addr,
+            method,
+            path,
+            &self.headers(),
+            body.map(|b| b.to_string().into_bytes()),
+        );
+        (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+}
+
 /// A JSON request as [`ADMIN`].
 pub fn areq(s: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let (st, _, b) = raw(
-        &s.addr,
-        method,
-        path,
-        &[("Authorization", &admin_basic())],
-        body.map(|b| b.to_string().into_bytes()),
-    );
-    (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    areq_at(&s.addr, method, path, body)
+}
+
+/// A JSON request as [`ADMIN`] to a server known by its address.
+pub fn areq_at(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    Client::admin(addr).req(method, path, body)
 }
 
 /// The URL of database `db` on `s`, with [`ADMIN`]'s credentials in it.
@@ -435,4 +621,48 @@ pub fn seq_number(v: &Value) -> u64 {
         Value::String(s) => s.split('-').next().unwrap().parse().unwrap(),
         other => panic!("not a sequence: {other}"),
     }
+}
+
+/// How many `_changes` feeds (longpoll, continuous, eventsource) `addr` is holding open, from
+/// its metrics: the sentinel that a feed request is in before the test acts on it.
+pub fn open_feeds(addr: &str, headers: &[(&str, &str)]) -> u64 {
+    let (st, _, body) = raw(addr, "GET", "/_node/_local/_prometheus", headers, None);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix("settee_http_open_feeds "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Waits until `addr` holds at least `n` open feeds.
+pub fn until_feeds_open(addr: &str, headers: &[(&str, &str)], n: u64) {
+    assert!(
+        wait_for(30, || (open_feeds(addr, headers) >= n).then_some(())).is_some(),
+        "no feed opened on {addr}"
+    );
+}
+
+/// Proves that a converged two-way pair on `db` between `a` and `b` is idle (no ping-pong)
+/// without waiting for nothing to happen: a sentinel written on each side (`body`, which both
+/// directions must carry) crosses once, and by the time both have crossed each side has
+/// written exactly two documents, its own sentinel and the other's. A pair that kept writing
+/// would show more.
+pub fn assert_pair_idles(a: &Client, b: &Client, db: &str, body: &Value) {
+    let seq = |c: &Client| seq_number(&c.req("GET", &format!("/{db}"), None).1["update_seq"]);
+    let exists = |c: &Client, id: &str| c.req("GET", &format!("/{db}/{id}"), None).0 == 200;
+    let before = (seq(a), seq(b));
+    for (on, to, id) in [(a, b, "sentinel-from-a"), (b, a, "sentinel-from-b")] {
+        let (st, v) = on.req("PUT", &format!("/{db}/{id}"), Some(body));
+        assert_eq!(st, 201, "{v}");
+        assert!(
+            wait_for(60, || exists(to, id).then_some(())).is_some(),
+            "{id} crosses"
+        );
+    }
+    assert_eq!(
+        (seq(a), seq(b)),
+        (before.0 + 2, before.1 + 2),
+        "an idle pair writes only the two sentinels on each side"
+    );
 }

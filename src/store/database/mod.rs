@@ -247,7 +247,7 @@ impl Database {
         out.into_iter()
             .next()
             .map(|o| o.result.map_err(StoreError::Doc))
-            .unwrap_or_else(|| Err(StoreError::Corrupt("empty write result".into())))
+            .unwrap_or_else(|| Err(StoreError::Bug("empty write result".into())))
     }
 
     pub fn revs_limit(&self) -> Result<u64> {

@@ -221,5 +221,6 @@ pub(super) fn body_bytes<'r>(id: &str, rec: &'r DocRecord, rev: &Rev) -> Result<
 }
 
 pub(super) fn write_json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) -> Result<()> {
-    serde_json::to_writer(out, v).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::to_writer(out, v)
+        .map_err(|e| StoreError::Bug(format!("a response does not serialize: {e}")))
 }

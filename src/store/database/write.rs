@@ -105,7 +105,7 @@ impl Database {
                     match rx.recv() {
                         Ok(g) => group = g.into_iter(),
                         Err(_) => {
-                            return Some(Err(StoreError::Corrupt(
+                            return Some(Err(StoreError::Bug(
                                 "revision hashing thread stopped".into(),
                             )))
                         }
@@ -258,7 +258,7 @@ impl Applier {
         if self.batches.send((batch, meta)).is_err() {
             // The thread stopped on an error: report that error.
             self.drain()?;
-            return Err(StoreError::Corrupt("the batch applier stopped".into()));
+            return Err(StoreError::Bug("the batch applier stopped".into()));
         }
         self.pending += 1;
         Ok(())
@@ -270,7 +270,7 @@ impl Applier {
             let ack = self
                 .acks
                 .recv()
-                .map_err(|_| StoreError::Corrupt("the batch applier stopped".into()))?;
+                .map_err(|_| StoreError::Bug("the batch applier stopped".into()))?;
             self.pending -= 1;
             self.applied = Some(ack?);
         }

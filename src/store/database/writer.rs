@@ -94,7 +94,7 @@ impl<'a> Writer<'a> {
             .docs
             .get(id)
             .and_then(|st| st.current.as_ref())
-            .ok_or_else(|| StoreError::Corrupt(format!("no record for {id}")))?;
+            .ok_or_else(|| StoreError::Bug(format!("no record for {id} in this write")))?;
         parse_body(id, rev, body_bytes(id, rec, rev)?)
     }
 
