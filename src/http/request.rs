@@ -182,7 +182,12 @@ pub fn obj<const N: usize>(members: [(&str, Value); N]) -> Value {
 }
 
 pub fn json_resp(status: StatusCode, v: &Value) -> Resp {
-    let mut bytes = serde_json::to_vec(v).unwrap_or_default();
+    let mut bytes = Vec::with_capacity(128);
+    if let Err(e) = write_json(&mut bytes, v) {
+        // A `Value` always serializes; were it ever not to, the client gets the bug's 500
+        // rather than an empty 200.
+        return error_resp(&e);
+    }
     bytes.push(b'\n');
     json_bytes_resp(status, bytes)
 }

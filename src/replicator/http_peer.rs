@@ -452,7 +452,7 @@ impl HttpPeer {
                     body["_rev"] = rev.clone();
                 }
             }
-            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let bytes = to_body(&body)?;
             let r = self
                 .send(Method::PUT, url.clone(), Some(bytes), Duration::ZERO)
                 .await?;
@@ -535,10 +535,7 @@ impl HttpPeer {
             PushFilter::Selector(s) => Some(json!({"selector": s.normalized()})),
         };
         let (method, body) = match body {
-            Some(b) => (
-                Method::POST,
-                Some(serde_json::to_vec(&b).unwrap_or_default()),
-            ),
+            Some(b) => (Method::POST, Some(to_body(&b)?)),
             None => (Method::GET, None),
         };
         let r = self.send(method, url, body, wait).await?;
@@ -612,7 +609,7 @@ impl HttpPeer {
             .send(
                 Method::POST,
                 self.url("_revs_diff")?,
-                Some(serde_json::to_vec(&body).unwrap_or_default()),
+                Some(to_body(&body)?),
                 Duration::ZERO,
             )
             .await?;
@@ -673,7 +670,7 @@ impl HttpPeer {
                 reqs.push(d);
             }
         }
-        let body = serde_json::to_vec(&json!({"docs": reqs})).unwrap_or_default();
+        let body = to_body(&json!({"docs": reqs}))?;
         let url = self
             .url("_bulk_get?revs=true&latest=true&attachments=true")
             .map_err(Some)?;
@@ -941,4 +938,10 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(secs))
+}
+
+/// A request body's JSON bytes; a value that does not serialize is a bug, never an empty body.
+fn to_body(v: &impl serde::Serialize) -> Result<Vec<u8>, ReplError> {
+    serde_json::to_vec(v)
+        .map_err(|e| ReplError::Internal(format!("a request body does not serialize: {e}")))
 }
