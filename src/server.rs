@@ -28,6 +28,8 @@ pub struct Config {
     /// Server admin as (user, password); `None` is admin party, loopback only.
     pub admin: Option<(String, String)>,
     pub max_body_bytes: usize,
+    /// Changes feeds held open at once (`--max-feeds`).
+    pub max_feeds: usize,
     pub scheduler: SchedulerConfig,
 }
 
@@ -39,6 +41,7 @@ impl Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: None,
             max_body_bytes: 64 * 1024 * 1024,
+            max_feeds: 10_000,
             scheduler: SchedulerConfig::default(),
         }
     }
@@ -86,6 +89,7 @@ pub async fn run(cfg: Config) -> Result<Handle, Error> {
             bind: addr,
             admin: cfg.admin,
             max_body_bytes: cfg.max_body_bytes,
+            max_feeds: cfg.max_feeds,
         },
         stopped,
     ));

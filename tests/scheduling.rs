@@ -6,50 +6,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{areq, get_doc, put_doc, wait_for, Server};
+use common::{areq, get_doc, put_doc, wait_for, webhook, Server};
 use serde_json::{json, Value};
-
-/// A webhook receiver on a free loopback port: every POSTed JSON body arrives on the channel.
-fn webhook() -> (String, mpsc::Receiver<Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let l = line.to_ascii_lowercase();
-                if let Some(v) = l.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            let _ = conn
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    (url, rx)
-}
 
 /// A minimal SMTP server on a free loopback port: every message's text arrives on the channel.
 fn smtp_server() -> (String, mpsc::Receiver<String>) {

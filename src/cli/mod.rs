@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (413 beyond).
     #[arg(long, env = "SETTEE_MAX_BODY", default_value_t = 64 * 1024 * 1024)]
     pub max_body: usize,
+    /// Most changes feeds (longpoll, continuous, eventsource) open at once; more get 429.
+    #[arg(long, env = "SETTEE_MAX_FEEDS", default_value_t = 10_000)]
+    pub max_feeds: usize,
     /// Most replication jobs running at once; the rest wait as `pending` and rotate.
     #[arg(long, env = "SETTEE_MAX_JOBS", default_value_t = 500)]
     pub max_jobs: usize,
@@ -75,6 +78,7 @@ impl ServeArgs {
             bind: self.bind,
             admin,
             max_body_bytes: self.max_body,
+            max_feeds: self.max_feeds,
             scheduler: crate::scheduler::SchedulerConfig {
                 max_jobs: self.max_jobs.max(1),
                 interval: Duration::from_secs(self.scheduler_interval.max(1)),

@@ -331,7 +331,7 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
     match req.param("feed").unwrap_or("normal") {
         "normal" => normal(feed, db),
         "longpoll" => {
-            let _open = ctx.metrics.feed_opened();
+            let _open = ctx.feeds.open(&ctx.metrics)?;
             let mut rx = db.subscribe();
             let deadline = tokio::time::Instant::now() + timeout.unwrap_or(Duration::from_secs(60));
             loop {
@@ -356,7 +356,7 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
             let eventsource = req.param("feed") == Some("eventsource");
             let (tx, rx) = mpsc::channel::<Bytes>(64);
             let mut shutdown = ctx.shutdown.clone();
-            let open = ctx.metrics.feed_opened();
+            let open = ctx.feeds.open(&ctx.metrics)?;
             tokio::spawn(async move {
                 let _open = open;
                 // Owned by the response body: ends when the client goes away (send fails),

@@ -11,6 +11,7 @@ pub mod doc_api;
 pub mod error;
 pub mod find_api;
 mod lenient;
+pub mod limits;
 pub mod multipart;
 mod node_api;
 pub mod replication_api;
@@ -39,6 +40,8 @@ pub struct ServeConfig {
     /// Server admin as (user, password); `None` is CouchDB's "admin party", loopback only.
     pub admin: Option<(String, String)>,
     pub max_body_bytes: usize,
+    /// Changes feeds held open at once; more are refused with 429.
+    pub max_feeds: usize,
 }
 
 /// Shared state of every request handler.
@@ -52,6 +55,8 @@ pub struct Ctx {
     pub sharing: crate::sharing::Sharing,
     /// Request counts, latencies and open feeds (`/_node/_local/_prometheus`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Slots for open changes feeds (`--max-feeds`).
+    pub feeds: limits::Feeds,
 }
 
 /// Accepts connections until `shutdown` flips, then lets in-flight requests finish.
@@ -63,6 +68,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let ctx = Arc::new(Ctx {
+        feeds: limits::Feeds::new(cfg.max_feeds),
         cfg,
         shutdown: shutdown.clone(),
         auth: auth::AuthCache::default(),
@@ -85,6 +91,7 @@ pub async fn serve(
                 conns.spawn(async move {
                     let svc = service_fn(move |req| router::handle(ctx.clone(), req));
                     let conn = http1::Builder::new()
+                        .max_buf_size(limits::HYPER_MAX_BUF)
                         .keep_alive(true)
                         .serve_connection(TokioIo::new(lenient::Lenient::new(stream)), svc);
                     tokio::pin!(conn);

@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Limited};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -28,16 +27,12 @@ pub async fn handle(
 /// The response to one request and the family it is counted under.
 async fn answer(ctx: &Arc<Ctx>, req: hyper::Request<hyper::body::Incoming>) -> (Resp, Family) {
     let (parts, body) = req.into_parts();
-    let limit = ctx.cfg.max_body_bytes;
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return (error_resp(&ApiError::too_large(limit)), Family::Other);
-        }
-        Err(_) => {
-            let e = ApiError::bad_request("could not read the request body");
-            return (error_resp(&e), Family::Other);
-        }
+    if let Err(e) = super::limits::check_head(&parts) {
+        return (error_resp(&e), Family::Other);
+    }
+    let body = match super::limits::read_body(body, ctx.cfg.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return (error_resp(&e), Family::Other),
     };
     let path = parts.uri.path();
     let segments: Option<Vec<String>> = path

@@ -25,6 +25,10 @@ pub enum StoreError {
     /// Another process (usually another settee) holds the data folder's lock.
     #[error("{0} is in use by another process (settee still running, or shutting down?): stop it, or pass another --data folder")]
     InUse(String),
+    /// The data folder cannot be opened as a store: files truncated, overwritten or not
+    /// settee's. Refused at start-up rather than served as an empty store.
+    #[error("the data folder {path} is damaged or is not a settee store ({detail}); nothing was changed in it: restore it from a backup, or start with another --data folder")]
+    Damaged { path: String, detail: String },
     /// Bytes on disk that do not decode: corruption (or a bug), never the caller's input.
     #[error("corrupt record: {0}")]
     Corrupt(String),

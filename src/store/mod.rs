@@ -60,7 +60,15 @@ pub struct Store {
     uuid: String,
     /// Random bytes made once per store: signs session cookies, so they survive restarts.
     secret: Vec<u8>,
+    /// The data folder (for the [`SEAL`]).
+    path: PathBuf,
 }
+
+/// A file beside sled's where a store that closes records each database's update sequence.
+/// On the next start no database may be behind it: sled, given a truncated or damaged file,
+/// recovers a consistent but shorter history without a word, and the seal is what notices.
+/// A crash leaves an older seal, which still holds as a lower bound.
+const SEAL: &str = "settee-seal.json";
 
 /// System databases allowed besides the ordinary name pattern.
 pub const SYSTEM_DBS: &[&str] = &["_replicator", "_users"];
@@ -95,20 +103,33 @@ pub fn validate_db_name(name: &str) -> Result<()> {
 }
 
 impl Store {
+    /// Opens (or creates) the store in `cfg.path`. A folder whose files are damaged is refused
+    /// with [`StoreError::Damaged`], naming it: never a panic, and never an empty store in
+    /// place of one that had data (sled, given a truncated or overwritten file, may recover
+    /// nothing and say nothing).
     pub fn open(cfg: &StoreConfig) -> Result<Store> {
-        let sled = sled::Config::new()
+        let damaged = |detail: String| StoreError::Damaged {
+            path: cfg.path.display().to_string(),
+            detail,
+        };
+        let config = sled::Config::new()
             .path(&cfg.path)
             .cache_capacity(cfg.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match e {
-                // sled 0.34 locks its folder with a non-blocking `flock` and reports a held
-                // lock as an `Other` error with this text (a test below pins it).
-                sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
-                    StoreError::InUse(cfg.path.display().to_string())
-                }
-                e => StoreError::Storage(e),
-            })?;
+            .mode(sled::Mode::HighThroughput);
+        // sled 0.34 panics on some damaged files instead of returning an error.
+        let opened = quiet_panics(|| config.open())
+            .map_err(|p| damaged(format!("sled failed reading it: {p}")))?;
+        let sled = opened.map_err(|e| match e {
+            // sled 0.34 locks its folder with a non-blocking `flock` and reports a held
+            // lock as an `Other` error with this text (a test below pins it).
+            sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+                StoreError::InUse(cfg.path.display().to_string())
+            }
+            e @ (sled::Error::Corruption { .. }
+            | sled::Error::Unsupported(_)
+            | sled::Error::ReportableBug(_)) => damaged(e.to_string()),
+            e => StoreError::Storage(e),
+        })?;
         let catalog = sled.open_tree("catalog")?;
         let server = sled.open_tree("server")?;
         let uuid = match server.get("uuid")? {
@@ -131,7 +152,9 @@ impl Store {
         };
         migrate::run(&sled, &catalog, &server)?;
         let commit = Arc::new(GroupCommit::new(sled.clone()));
+        check_seal(&cfg.path, &sled, &catalog).map_err(damaged)?;
         Ok(Store {
+            path: cfg.path.clone(),
             secret,
             sled,
             catalog,
@@ -189,7 +212,11 @@ impl Store {
 
     pub fn delete_db(&self, name: &str) -> Result<()> {
         let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = self.catalog.remove(name)?.ok_or(StoreError::DbNotFound)?;
+        let entry = self.catalog.get(name)?.ok_or(StoreError::DbNotFound)?;
+        if let Some(tree) = catalog_tree(&entry) {
+            unseal(&self.path, &tree)?;
+        }
+        self.catalog.remove(name)?;
         if let Some(db) = self
             .open
             .write()
@@ -249,6 +276,93 @@ impl Store {
     pub fn flushes(&self) -> u64 {
         self.commit.flushes()
     }
+
+    /// Flushes and writes the [`SEAL`]: every database's tree and update sequence.
+    fn seal(&self) -> Result<()> {
+        self.sled.flush()?;
+        let mut seqs = serde_json::Map::new();
+        for kv in self.catalog.iter() {
+            let (_, entry) = kv?;
+            if let Some(tree) = catalog_tree(&entry) {
+                let seq = database::stored_update_seq(&self.sled.open_tree(&tree)?)?;
+                seqs.insert(tree, json!(seq));
+            }
+        }
+        let bytes = error::encode("the seal", &Value::Object(seqs))?;
+        let tmp = self.path.join(format!("{SEAL}.tmp"));
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, self.path.join(SEAL)))
+            .map_err(|e| StoreError::Storage(sled::Error::Io(e)))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.seal() {
+            tracing::warn!(error = %e, "could not write the store's seal");
+        }
+    }
+}
+
+/// No database of the catalog is behind the update sequence the last seal recorded for it.
+/// `Err` says which and by how much.
+fn check_seal(
+    path: &Path,
+    sled: &sled::Db,
+    catalog: &sled::Tree,
+) -> std::result::Result<(), String> {
+    let Ok(bytes) = std::fs::read(path.join(SEAL)) else {
+        return Ok(());
+    };
+    let Ok(Value::Object(mut sealed)) = serde_json::from_slice::<Value>(&bytes) else {
+        tracing::warn!("{SEAL} does not parse: not checked");
+        return Ok(());
+    };
+    for kv in catalog.iter() {
+        let (name, entry) = kv.map_err(|e| e.to_string())?;
+        let Some(tree) = catalog_tree(&entry) else {
+            continue;
+        };
+        let Some(was) = sealed.remove(&tree).and_then(|v| v.as_u64()) else {
+            continue;
+        };
+        let tree = sled.open_tree(&tree).map_err(|e| e.to_string())?;
+        let now = database::stored_update_seq(&tree).map_err(|e| e.to_string())?;
+        if now < was {
+            return Err(format!(
+                "database {:?} is at update sequence {now} but was at {was} when settee last stopped: writes were lost",
+                String::from_utf8_lossy(&name)
+            ));
+        }
+    }
+    // A database the seal knows and the catalog does not: deleting one takes it out of the
+    // seal first, so this one was lost.
+    if let Some(tree) = sealed.keys().next() {
+        let name = tree.split('/').nth(1).unwrap_or(tree);
+        return Err(format!(
+            "database {name:?} was there when settee last stopped and is gone: writes were lost"
+        ));
+    }
+    Ok(())
+}
+
+/// Takes a deleted database's tree out of the [`SEAL`], before the deletion, so that its
+/// absence later is not taken for a loss.
+fn unseal(path: &Path, tree: &str) -> Result<()> {
+    let Ok(bytes) = std::fs::read(path.join(SEAL)) else {
+        return Ok(());
+    };
+    let Ok(Value::Object(mut sealed)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(());
+    };
+    if sealed.remove(tree).is_none() {
+        return Ok(());
+    }
+    let bytes = error::encode("the seal", &Value::Object(sealed))?;
+    let tmp = path.join(format!("{SEAL}.tmp"));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path.join(SEAL)))
+        .map_err(|e| StoreError::Storage(sled::Error::Io(e)))
 }
 
 fn catalog_tree(entry: &[u8]) -> Option<String> {
@@ -257,6 +371,34 @@ fn catalog_tree(entry: &[u8]) -> Option<String> {
         .get("tree")?
         .as_str()
         .map(str::to_owned)
+}
+
+thread_local! {
+    /// This thread is inside [`quiet_panics`].
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(its message)` without the panic report on stderr (the
+/// caller reports it as an error of its own). Other threads' panics are reported as before.
+fn quiet_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    res.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    })
 }
 
 #[cfg(test)]

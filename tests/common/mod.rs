@@ -113,20 +113,41 @@ impl Server {
     /// A `settee serve` process whose log (stderr) goes to `log`, for tests that read what
     /// it says.
     pub fn process_logging(log: &std::path::Path, extra: &[&str]) -> Server {
+        Server::process_logging_with(log, extra, &[])
+    }
+
+    /// [`Server::process_logging`] with environment variables (`RUST_LOG`, say).
+    pub fn process_logging_with(
+        log: &std::path::Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Server {
         let file = std::fs::File::create(log).unwrap();
-        Server::spawn(
+        Server::spawn_with(
             tempfile::tempdir().unwrap(),
             "127.0.0.1:0",
             extra,
             Stdio::from(file),
+            envs,
         )
     }
 
     fn spawn(dir: tempfile::TempDir, bind: &str, extra: &[&str], stderr: Stdio) -> Server {
+        Server::spawn_with(dir, bind, extra, stderr, &[])
+    }
+
+    fn spawn_with(
+        dir: tempfile::TempDir,
+        bind: &str,
+        extra: &[&str],
+        stderr: Stdio,
+        envs: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_settee"))
             .args(["serve", "--bind", bind, "--data"])
             .arg(dir.path())
             .args(extra)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -289,7 +310,10 @@ impl Drop for Server {
     }
 }
 
-pub fn parse_response(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+/// Status, lowercased headers, body.
+pub type Response = (u16, Vec<(String, String)>, Vec<u8>);
+
+pub fn parse_response(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -316,6 +340,21 @@ pub fn parse_response(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
         body = dechunk(&body);
     }
     (status, headers, body)
+}
+
+/// [`parse_response`] of an answer that may have been cut short: `None` unless its head and (for
+/// a chunked body) its last chunk arrived.
+pub fn parse_response_checked(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    head.split(' ').nth(1)?.parse::<u16>().ok()?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    if chunked && !raw.ends_with(b"0\r\n\r\n") {
+        return None;
+    }
+    Some(parse_response(raw))
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
@@ -511,6 +550,28 @@ impl Client {
             .unwrap_or_default()
     }
 
+    /// [`Client::req`] to a server that may go away: `None` when the connection fails or
+    /// closes before a whole answer arrived.
+    pub fn try_req(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
+        let raw = exchange(
+            &self.addr,
+            method,
+            path,
+            &self.headers(),
+            body.map(|b| b.to_string().into_bytes()),
+        )
+        .ok()?;
+        let (st, headers, b) = parse_response_checked(&raw)?;
+        let len = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        if len.is_some_and(|n| b.len() < n) {
+            return None;
+        }
+        Some((st, serde_json::from_slice(&b).ok()?))
+    }
+
     /// A JSON request; the body of the answer as JSON (`Null` when it is not JSON).
     pub fn req(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let (st, _, b) = raw(
@@ -613,6 +674,7 @@ pub fn set_members(s: &Server, db: &str, names: &[&str]) {
     assert_eq!(st, 200, "{v}");
 }
 pub mod couchdb;
+pub mod fault_proxy;
 
 /// The number of a sequence as settee writes it (`"4-settee"`), or a bare number.
 pub fn seq_number(v: &Value) -> u64 {
@@ -665,4 +727,41 @@ pub fn assert_pair_idles(a: &Client, b: &Client, db: &str, body: &Value) {
         (before.0 + 2, before.1 + 2),
         "an idle pair writes only the two sentinels on each side"
     );
+}
+
+/// A webhook receiver on a free loopback port: every POSTed JSON body arrives on the channel.
+pub fn webhook() -> (String, std::sync::mpsc::Receiver<Value>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let l = line.to_ascii_lowercase();
+                if let Some(v) = l.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
 }

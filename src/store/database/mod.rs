@@ -342,6 +342,18 @@ impl Database {
     }
 }
 
+/// The update sequence stored in a database's tree, without opening it as a [`Database`].
+pub(super) fn stored_update_seq(tree: &sled::Tree) -> Result<u64> {
+    Ok(match tree.get(codec::meta_key("meta"))? {
+        Some(bytes) => {
+            serde_json::from_slice::<Meta>(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("database meta: {e}")))?
+                .update_seq
+        }
+        None => 0,
+    })
+}
+
 fn encode_meta(m: &Meta) -> Result<Vec<u8>> {
     super::error::encode("database meta", m)
 }
