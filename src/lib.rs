@@ -7,6 +7,7 @@ pub mod alloc;
 pub mod cli;
 pub mod debug;
 pub mod feed;
+pub mod fuzz;
 pub mod http;
 pub mod ids;
 pub mod logging;

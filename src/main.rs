@@ -238,6 +238,7 @@ fn inspect(data: PathBuf, json: bool) -> Result<(), Box<dyn std::error::Error>> 
 fn serve(args: settee::cli::ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let cfg = args.config()?;
     let (data, admin) = (cfg.data.clone(), cfg.admin.clone());
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -248,7 +249,7 @@ fn serve(args: settee::cli::ServeArgs) -> Result<(), Box<dyn std::error::Error>>
         let mut out = std::io::stdout();
         let _ = writeln!(
             out,
-            "settee listening on http://{}/ (data in {})",
+            "settee listening on {scheme}://{}/ (data in {})",
             server.addr,
             data.display()
         );

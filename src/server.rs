@@ -30,6 +30,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Changes feeds held open at once (`--max-feeds`).
     pub max_feeds: usize,
+    /// HTTPS with this certificate chain and key (PEM files), or plain HTTP.
+    pub tls: Option<TlsFiles>,
     pub scheduler: SchedulerConfig,
 }
 
@@ -42,9 +44,17 @@ impl Config {
             admin: None,
             max_body_bytes: 64 * 1024 * 1024,
             max_feeds: 10_000,
+            tls: None,
             scheduler: SchedulerConfig::default(),
         }
     }
+}
+
+/// `--tls-cert` and `--tls-key`.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A running server.
@@ -76,6 +86,10 @@ pub async fn run(cfg: Config) -> Result<Handle, Error> {
         Ok(store)
     })
     .await??;
+    let tls = match &cfg.tls {
+        Some(t) => Some(crate::http::tls::acceptor(&t.cert, &t.key)?),
+        None => None,
+    };
     let listener = listen(cfg.bind)?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
@@ -91,6 +105,7 @@ pub async fn run(cfg: Config) -> Result<Handle, Error> {
             max_body_bytes: cfg.max_body_bytes,
             max_feeds: cfg.max_feeds,
         },
+        tls,
         stopped,
     ));
     Ok(Handle {

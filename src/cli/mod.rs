@@ -39,6 +39,13 @@ pub struct ServeArgs {
     /// Most changes feeds (longpoll, continuous, eventsource) open at once; more get 429.
     #[arg(long, env = "SETTEE_MAX_FEEDS", default_value_t = 10_000)]
     pub max_feeds: usize,
+    /// Serve HTTPS with this certificate chain (PEM; the server's certificate first). Needs
+    /// --tls-key.
+    #[arg(long, env = "SETTEE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SETTEE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Most replication jobs running at once; the rest wait as `pending` and rotate.
     #[arg(long, env = "SETTEE_MAX_JOBS", default_value_t = 500)]
     pub max_jobs: usize,
@@ -79,6 +86,10 @@ impl ServeArgs {
             admin,
             max_body_bytes: self.max_body,
             max_feeds: self.max_feeds,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::server::TlsFiles { cert, key }),
+                _ => None,
+            },
             scheduler: crate::scheduler::SchedulerConfig {
                 max_jobs: self.max_jobs.max(1),
                 interval: Duration::from_secs(self.scheduler_interval.max(1)),

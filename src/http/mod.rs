@@ -18,6 +18,7 @@ pub mod replication_api;
 pub mod request;
 pub mod router;
 pub mod sharing_api;
+pub mod tls;
 mod web;
 
 use std::net::SocketAddr;
@@ -59,12 +60,14 @@ pub struct Ctx {
     pub feeds: limits::Feeds,
 }
 
-/// Accepts connections until `shutdown` flips, then lets in-flight requests finish.
+/// Accepts connections until `shutdown` flips, then lets in-flight requests finish. With
+/// `tls`, every connection is HTTPS.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<Store>,
     scheduler: Arc<Scheduler>,
     cfg: ServeConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let ctx = Arc::new(Ctx {
@@ -87,21 +90,22 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let ctx = ctx.clone();
-                let mut stop = shutdown.clone();
+                let stop = shutdown.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    let svc = service_fn(move |req| router::handle(ctx.clone(), req));
-                    let conn = http1::Builder::new()
-                        .max_buf_size(limits::HYPER_MAX_BUF)
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(lenient::Lenient::new(stream)), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        res = conn.as_mut() => {
-                            if let Err(e) = res { tracing::debug!(error = %e, "connection ended"); }
-                        }
-                        _ = stopped(&mut stop) => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
+                    match tls {
+                        None => connection(stream, ctx, stop).await,
+                        Some(tls) => {
+                            // A client that never finishes its handshake does not hold a task.
+                            let shake = tokio::time::timeout(
+                                std::time::Duration::from_secs(10),
+                                tls.accept(stream),
+                            );
+                            match shake.await {
+                                Ok(Ok(s)) => connection(s, ctx, stop).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
                         }
                     }
                 });
@@ -112,6 +116,28 @@ pub async fn serve(
     }
     while conns.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Serves one connection (plain or TLS) until it ends, or finishes its requests on shutdown.
+async fn connection<S>(stream: S, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| router::handle(ctx.clone(), req));
+    let conn = http1::Builder::new()
+        .max_buf_size(limits::HYPER_MAX_BUF)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(lenient::Lenient::new(stream)), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res { tracing::debug!(error = %e, "connection ended"); }
+        }
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone).

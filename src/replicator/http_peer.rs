@@ -13,10 +13,10 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Map, Value};
 
 use super::endpoint::Remote;
-use super::peer::{ChangeRow, ChangesPage, ChangesReq, DbMeta, Missing, PushFilter};
+use super::peer::{ChangesPage, ChangesReq, DbMeta, Missing, PushFilter};
 use super::stats::JobState;
 use super::unmatched::Leaf;
-use super::{Endpoint, ReplError, Spec};
+use super::{Endpoint, ReplError, Spec, Tls};
 
 pub struct HttpPeer {
     client: reqwest::Client,
@@ -113,6 +113,11 @@ fn describe(e: reqwest::Error) -> String {
         }
         cause = c.source();
     }
+    if text.contains("certificate") {
+        text.push_str(
+            " (the peer's TLS certificate is not trusted: name its CA in the replication document as \"tls\": {\"ca\": \"<PEM>\"}, or for a test peer \"tls\": {\"verify\": false})",
+        );
+    }
     text
 }
 
@@ -130,24 +135,39 @@ fn truncate(s: &str) -> String {
 /// not capped by any one job's `http_connections`: shared by a thousand jobs, a cap of 20 made
 /// nearly every request open a new connection. A job's own concurrency is bounded by its
 /// workers, and idle connections close after reqwest's 90 s.
-fn shared_client(connect_timeout: Duration) -> Result<reqwest::Client, ReplError> {
-    use std::collections::HashMap;
+///
+/// One client per (connect timeout, TLS options): a job's `"tls"` choices are the client's.
+fn shared_client(connect_timeout: Duration, tls: &Tls) -> Result<reqwest::Client, ReplError> {
     use std::sync::{Mutex, OnceLock};
-    static CLIENTS: OnceLock<Mutex<HashMap<Duration, reqwest::Client>>> = OnceLock::new();
+    type Clients = HashMap<(Duration, Tls), reqwest::Client>;
+    static CLIENTS: OnceLock<Mutex<Clients>> = OnceLock::new();
     let mut clients = CLIENTS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = clients.get(&connect_timeout) {
+    let key = (connect_timeout, tls.clone());
+    if let Some(c) = clients.get(&key) {
         return Ok(c.clone());
     }
-    let c = reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .user_agent(concat!("settee-replicator/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    if let Some(pem) = &tls.ca_pem {
+        // Checked when the document was read; a bundle may hold several certificates.
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| ReplError::Spec(super::SpecError(format!("`tls.ca`: {e}"))))?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if !tls.verify {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    let c = b
         .build()
         .map_err(|e| ReplError::Internal(format!("http client: {e}")))?;
-    clients.insert(connect_timeout, c.clone());
+    clients.insert(key, c.clone());
     Ok(c)
 }
 
@@ -189,7 +209,7 @@ impl HttpPeer {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
-        let client = shared_client(spec.connection_timeout)?;
+        let client = shared_client(spec.connection_timeout, &spec.tls)?;
         Ok(HttpPeer {
             client,
             headers,
@@ -552,48 +572,9 @@ impl HttpPeer {
             return Err(self.fail(&r, "read changes"));
         }
         let v = self.json_of(&r, "_changes")?;
-        let results =
-            v.get("results")
-                .and_then(Value::as_array)
-                .ok_or_else(|| ReplError::NotCouch {
-                    endpoint: self.name.clone(),
-                    reason: "_changes has no results list".into(),
-                })?;
-        let mut rows = Vec::with_capacity(results.len());
-        for row in results {
-            let Some(id) = row
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            else {
-                continue;
-            };
-            let revs: Vec<String> = row
-                .get("changes")
-                .and_then(Value::as_array)
-                .map(|c| {
-                    c.iter()
-                        .filter_map(|x| x.get("rev")?.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            rows.push(ChangeRow {
-                seq: row.get("seq").cloned().unwrap_or(Value::Null),
-                id: id.to_owned(),
-                revs,
-                deleted: row.get("deleted") == Some(&Value::Bool(true)),
-                doc: row.get("doc").cloned(),
-            });
-        }
-        let last_seq = v
-            .get("last_seq")
-            .cloned()
-            .or_else(|| rows.last().map(|r| r.seq.clone()))
-            .unwrap_or_else(|| req.since.clone());
-        Ok(ChangesPage {
-            rows,
-            last_seq,
-            pending: v.get("pending").and_then(Value::as_u64),
+        super::answers::changes_page(&v, req.since).map_err(|reason| ReplError::NotCouch {
+            endpoint: self.name.clone(),
+            reason: reason.into(),
         })
     }
 
@@ -685,23 +666,7 @@ impl HttpPeer {
             return Err(Some(self.fail(&r, "read documents (_bulk_get)")));
         }
         let v = r.json().ok_or(None)?;
-        let results = v.get("results").and_then(Value::as_array).ok_or(None)?;
-        let mut docs = Vec::with_capacity(reqs.len());
-        let mut not_found = 0;
-        for res in results {
-            for d in res
-                .get("docs")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-            {
-                match d.get("ok") {
-                    Some(doc) => docs.push(doc.clone()),
-                    None => not_found += 1,
-                }
-            }
-        }
-        Ok((docs, not_found))
+        super::answers::bulk_get_docs(&v).ok_or(None)
     }
 
     /// The fallback without `_bulk_get`: `GET /db/doc?open_revs=[…]&revs=true&latest=true`.
@@ -725,15 +690,7 @@ impl HttpPeer {
             return Err(self.fail(&r, "read documents (open_revs)"));
         }
         let v = self.json_of(&r, "open_revs")?;
-        let mut docs = Vec::new();
-        let mut not_found = 0;
-        for d in v.as_array().map(Vec::as_slice).unwrap_or(&[]) {
-            match d.get("ok") {
-                Some(doc) => docs.push(doc.clone()),
-                None => not_found += 1,
-            }
-        }
-        Ok((docs, not_found))
+        Ok(super::answers::open_revs_docs(&v))
     }
 
     /// `_bulk_get` with ids only (CouchDB answers every leaf, as `open_revs=all`); for what it

@@ -6,6 +6,7 @@
 //! written to the target (the contiguous prefix of finished batches), whatever order the workers
 //! finish in.
 
+pub mod answers;
 pub mod checkpoint;
 pub mod endpoint;
 pub mod http_peer;
@@ -21,7 +22,7 @@ pub mod unmatched;
 
 pub use endpoint::Endpoint;
 pub use job::{run, Env, Outcome};
-pub use spec::{Filter, Spec, SpecError};
+pub use spec::{Filter, Spec, SpecError, Tls};
 pub use stats::{JobState, Stats};
 
 use crate::store::StoreError;

@@ -57,6 +57,69 @@ pub struct Spec {
     /// `"on_write_failure": "stop"`: the run ends at the first document the target refuses
     /// (naming it) instead of counting it and going on, CouchDB's best effort (`"skip"`).
     pub stop_on_write_failure: bool,
+    /// How HTTPS peers' certificates are checked (settee's own `"tls"`).
+    pub tls: Tls,
+}
+
+/// `"tls"` in a replication: peers' certificates are verified against the public roots by
+/// default (CouchDB's `verify_ssl_certificates` defaults to off; settee is safer); `"ca"`
+/// (PEM, one or more certificates) is trusted as well, for a private CA or a self-signed
+/// peer; `"verify": false` checks nothing, for test peers only.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Tls {
+    pub ca_pem: Option<String>,
+    pub verify: bool,
+}
+
+impl Default for Tls {
+    fn default() -> Tls {
+        Tls {
+            ca_pem: None,
+            verify: true,
+        }
+    }
+}
+
+impl Tls {
+    fn parse(v: Option<&Value>) -> Result<Tls, SpecError> {
+        let o = match v {
+            None | Some(Value::Null) => return Ok(Tls::default()),
+            Some(Value::Object(o)) => o,
+            Some(v) => {
+                return Err(err(format!(
+                    "`tls` must be an object such as {{\"ca\": \"-----BEGIN CERTIFICATE-----…\"}} or {{\"verify\": false}}, not {v}"
+                )))
+            }
+        };
+        if let Some(k) = o.keys().find(|k| !["ca", "verify"].contains(&k.as_str())) {
+            return Err(err(format!(
+                "`tls` takes \"ca\" (PEM certificates to trust) and \"verify\" (true or false), not {k:?}"
+            )));
+        }
+        let verify = match o.get("verify") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => return Err(err(format!("`tls.verify` must be true or false, not {v}"))),
+        };
+        let ca_pem = match o.get("ca") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(pem)) => {
+                use rustls::pki_types::{pem::PemObject, CertificateDer};
+                let n = CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| err(format!("`tls.ca` is not PEM certificates: {e}")))?
+                    .len();
+                if n == 0 {
+                    return Err(err(
+                        "`tls.ca` holds no certificate: give the PEM text, -----BEGIN CERTIFICATE----- included",
+                    ));
+                }
+                Some(pem.clone())
+            }
+            Some(v) => return Err(err(format!("`tls.ca` must be PEM text, not {v}"))),
+        };
+        Ok(Tls { ca_pem, verify })
+    }
 }
 
 fn err(msg: impl Into<String>) -> SpecError {
@@ -137,6 +200,7 @@ pub const SETTEE_KEYS: &[&str] = &[
     "unmatched",
     "resolve",
     "on_write_failure",
+    "tls",
     "meta",
     "settee_share",
     "schedule",
@@ -210,6 +274,16 @@ impl Spec {
         }
         if self.stop_on_write_failure {
             o.insert("on_write_failure".into(), Value::from("stop"));
+        }
+        if self.tls != Tls::default() {
+            let mut t = Map::new();
+            if self.tls.ca_pem.is_some() {
+                t.insert("ca".into(), Value::from("(PEM)"));
+            }
+            if !self.tls.verify {
+                t.insert("verify".into(), Value::from(false));
+            }
+            o.insert("tls".into(), Value::Object(t));
         }
         (!o.is_empty()).then_some(Value::Object(o))
     }
@@ -286,6 +360,7 @@ impl Spec {
                 "`on_write_failure` must be \"skip\" (count the refused document and go on, as CouchDB) or \"stop\" (end the run at the first refusal), not {v}"
             ))),
         });
+        let tls = p.take(Tls::parse(o.get("tls")));
         let continuous = p.take(boolean(o, "continuous", false));
         let create_target = p.take(boolean(o, "create_target", false));
         let use_checkpoints = p.take(boolean(o, "use_checkpoints", true));
@@ -308,7 +383,7 @@ impl Spec {
             filter,
             create_target_params,
             fields,
-            (unmatched, source_wins, stop_on_write_failure),
+            (unmatched, source_wins, stop_on_write_failure, tls),
             (
                 continuous,
                 create_target,
@@ -331,7 +406,7 @@ impl Spec {
                 Some(filter),
                 Some(create_target_params),
                 Some(fields),
-                (Some(unmatched), Some(source_wins), Some(stop_on_write_failure)),
+                (Some(unmatched), Some(source_wins), Some(stop_on_write_failure), Some(tls)),
                 (
                     Some(continuous),
                     Some(create_target),
@@ -368,6 +443,7 @@ impl Spec {
                 unmatched,
                 source_wins,
                 stop_on_write_failure,
+                tls,
             }),
             _ => Err(p.0),
         }

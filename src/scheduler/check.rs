@@ -34,6 +34,11 @@ pub fn check(doc: &Value) -> Check {
     if let Some(sel) = doc.get("selector") {
         warnings.extend(selector_warnings(sel));
     }
+    if doc.pointer("/tls/verify") == Some(&Value::Bool(false)) {
+        warnings.push(
+            "`tls.verify` is false: peers' certificates are not checked, anyone on the path can read and change what crosses (for test peers only; name the peer's CA in `tls.ca` instead)".to_owned(),
+        );
+    }
     if doc.get("selector").is_none() && doc.get("doc_ids").is_none() {
         warnings.push(
             "no `selector` or `doc_ids`: every document of the source is replicated".to_owned(),

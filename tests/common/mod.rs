@@ -162,6 +162,7 @@ impl Server {
             .expect("listening line")
             .to_owned();
         let addr = url
+            .trim_start_matches("https://")
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_owned();
