@@ -114,19 +114,22 @@ fn users_members_admins_and_sessions() {
     );
     assert_eq!(
         call(&s, "POST", "/shared/_purge", &bob, Some(json!({"d1": []}))).0,
-        403
+        401
     );
-    assert_eq!(call(&s, "PUT", "/newdb", &bob, None).0, 403);
-    assert_eq!(call(&s, "DELETE", "/shared", &bob, None).0, 403);
-    assert_eq!(call(&s, "GET", "/_all_dbs", &bob, None).0, 403);
+    // Server-admin work refused with 401 to a user, as CouchDB 3.5 does.
+    assert_eq!(call(&s, "PUT", "/newdb", &bob, None).0, 401);
+    assert_eq!(call(&s, "DELETE", "/shared", &bob, None).0, 401);
+    assert_eq!(call(&s, "GET", "/_all_dbs", &bob, None).0, 401);
     assert_eq!(call(&s, "GET", "/_replicator/_all_docs", &bob, None).0, 403);
     assert_eq!(call(&s, "GET", "/_users/_all_docs", &bob, None).0, 403);
     assert_eq!(call(&s, "GET", "/shared/d1", "", None).0, 401);
 
-    // A user reads their own user doc and changes their password, not their roles.
+    // As in CouchDB 3.5, whose `_users` is for server admins only (its default security):
+    // a user can neither read nor change their own user document; an admin changes the
+    // password.
     assert_eq!(
         call(&s, "GET", "/_users/org.couchdb.user:bob", &bob, None).0,
-        200
+        403
     );
     let rev = u["_rev"].as_str().unwrap();
     let escalate = json!({"_rev": rev, "name": "bob", "roles": ["_admin"], "type": "user"});
@@ -143,7 +146,18 @@ fn users_members_admins_and_sessions() {
     );
     let newpw = json!({"_rev": rev, "name": "bob", "roles": [], "type": "user", "password": "n3w"});
     assert_eq!(
-        call(&s, "PUT", "/_users/org.couchdb.user:bob", &bob, Some(newpw)).0,
+        call(
+            &s,
+            "PUT",
+            "/_users/org.couchdb.user:bob",
+            &bob,
+            Some(newpw.clone())
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(&s, "PUT", "/_users/org.couchdb.user:bob", &adm, Some(newpw)).0,
         201
     );
     assert_eq!(call(&s, "GET", "/shared/d1", &bob, None).0, 401);
@@ -230,7 +244,7 @@ fn admin_party_still_checks_credentials_it_is_given() {
         call(&s, "GET", "/_session", &carol, None).1["userCtx"]["name"],
         "carol"
     );
-    assert_eq!(call(&s, "PUT", "/another", &carol, None).0, 403);
+    assert_eq!(call(&s, "PUT", "/another", &carol, None).0, 401);
     assert_eq!(call(&s, "PUT", "/another", "", None).0, 201);
 }
 

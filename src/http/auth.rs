@@ -413,23 +413,17 @@ pub fn authorize(ctx: &Ctx, user: &UserCtx, req: &Req) -> Result<(), ApiError> {
         return Ok(());
     }
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
-    let need_admin = || denied(user, "You are not a server admin.");
+    // CouchDB 3.5 answers 401 (not 403) to a user who is not a server admin, as to nobody.
+    let need_admin = || ApiError::unauthorized("You are not a server admin.");
     match seg.as_slice() {
         // The page itself is public (it shows a login form); what it reads is not.
         [] | ["_up"] | ["_session"] | ["_uuids"] | ["_utils", ..] => Ok(()),
+        // Any user may replicate, as in CouchDB, between databases named by URL with their own
+        // credentials (the handler refuses local names to non-admins).
+        ["_replicate"] if user.name.is_some() && req.method == Method::POST => Ok(()),
         [s, ..] if s.starts_with('_') && *s != USERS_DB && *s != "_replicator" => Err(need_admin()),
-        // A user reads and updates their own user document.
-        [USERS_DB, id]
-            if user
-                .name
-                .as_ref()
-                .is_some_and(|n| *id == format!("{USER_PREFIX}{n}")) =>
-        {
-            match req.method {
-                Method::GET | Method::HEAD | Method::PUT => Ok(()),
-                _ => Err(need_admin()),
-            }
-        }
+        // Purging is for server admins, in any database (CouchDB 3.5).
+        [_db, "_purge"] | [_db, "_purged_infos"] => Err(need_admin()),
         [_db]
             if req.method != Method::GET
                 && req.method != Method::HEAD
@@ -441,8 +435,6 @@ pub fn authorize(ctx: &Ctx, user: &UserCtx, req: &Req) -> Result<(), ApiError> {
             let access = db_access(ctx, user, db)?;
             let reading = req.method == Method::GET || req.method == Method::HEAD;
             let admin_only = match rest {
-                // Purge infos name what was purged: admins only, like purging itself.
-                ["_purge"] | ["_purged_infos"] => true,
                 ["_security"] | ["_compact", ..] | ["_revs_limit"] | ["_purged_infos_limit"] => {
                     req.method != Method::GET
                 }
@@ -451,6 +443,10 @@ pub fn authorize(ctx: &Ctx, user: &UserCtx, req: &Req) -> Result<(), ApiError> {
             };
             match access {
                 Access::Admin => Ok(()),
+                // Compaction refused with 401 as CouchDB does; the rest with 403.
+                Access::Member if admin_only && matches!(rest, ["_compact", ..]) => {
+                    Err(ApiError::unauthorized("You are not a server or db admin."))
+                }
                 Access::Member if admin_only => {
                     Err(denied(user, "You are not a db or server admin."))
                 }

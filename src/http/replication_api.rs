@@ -26,6 +26,14 @@ fn post_body(req: &Req) -> Result<Value, ApiError> {
 
 pub async fn replicate(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
     let body = post_body(req)?;
+    let admin = req.user.is_server_admin();
+    if !admin && body.get("cancel") == Some(&Value::Bool(true)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only server admins cancel replications",
+        ));
+    }
     if body.get("cancel") == Some(&Value::Bool(true)) {
         let id = match body
             .get("replication_id")
@@ -57,6 +65,19 @@ pub async fn replicate(ctx: &Arc<Ctx>, req: &Req) -> Result<Resp, ApiError> {
         )));
     }
     let spec = Spec::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // A user who is not a server admin reaches databases only as any client would, by URL
+    // with credentials, so `_security` applies to them (CouchDB 3 has no local names at all).
+    if !admin
+        && [&spec.source, &spec.target]
+            .iter()
+            .any(|e| matches!(e, crate::replicator::Endpoint::Local(_)))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "local_endpoints_not_supported: name both databases by URL (http://user:pass@host/db); only server admins may replicate local databases by name",
+        ));
+    }
     let (id, done) = ctx
         .scheduler
         .add_transient(spec)

@@ -821,8 +821,17 @@ impl HttpPeer {
                 Duration::ZERO,
             )
             .await?;
+        let what = "purge documents (_purge; `unmatched: \"purge\"` needs server admin credentials on the target)";
+        // CouchDB 3.5 (and settee) answer 401 "You are not a server admin." to a user whose
+        // credentials every other request accepted: not a wrong password, a missing right.
+        if r.status == StatusCode::UNAUTHORIZED && r.reason().contains("not a server admin") {
+            return Err(ReplError::Forbidden {
+                endpoint: self.name.clone(),
+                what: what.to_owned(),
+            });
+        }
         if !r.status.is_success() {
-            return Err(self.fail(&r, "purge documents (_purge; `unmatched: \"purge\"` needs server admin credentials on the target)"));
+            return Err(self.fail(&r, what));
         }
         Ok(())
     }
