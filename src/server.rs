@@ -32,6 +32,8 @@ pub struct Config {
     pub max_feeds: usize,
     /// HTTPS with this certificate chain and key (PEM files), or plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Writes are refused (507) while the data folder's filesystem has less free space.
+    pub disk_reserve: u64,
     pub scheduler: SchedulerConfig,
 }
 
@@ -45,6 +47,7 @@ impl Config {
             max_body_bytes: 64 * 1024 * 1024,
             max_feeds: 10_000,
             tls: None,
+            disk_reserve: 64 * 1024 * 1024,
             scheduler: SchedulerConfig::default(),
         }
     }
@@ -78,8 +81,12 @@ pub async fn run(cfg: Config) -> Result<Handle, Error> {
         .into());
     }
     let data = cfg.data.clone();
+    let disk_reserve = cfg.disk_reserve;
     let store = tokio::task::spawn_blocking(move || -> Result<Arc<Store>, Error> {
-        let store = Arc::new(Store::open(&StoreConfig::new(&data))?);
+        let store = Arc::new(Store::open(&StoreConfig {
+            disk_reserve,
+            ..StoreConfig::new(&data)
+        })?);
         for sys in crate::store::SYSTEM_DBS {
             store.ensure_db(sys)?;
         }

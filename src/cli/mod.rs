@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// --tls-key.
     #[arg(long, env = "SETTEE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
+    /// Free bytes kept on the data folder's filesystem: below, writes are refused with 507
+    /// while reads and replications out go on (0: never refuse).
+    #[arg(long, env = "SETTEE_DISK_RESERVE", default_value_t = 64 * 1024 * 1024)]
+    pub disk_reserve: u64,
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "SETTEE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
@@ -86,6 +90,7 @@ impl ServeArgs {
             admin,
             max_body_bytes: self.max_body,
             max_feeds: self.max_feeds,
+            disk_reserve: self.disk_reserve,
             tls: match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => Some(crate::server::TlsFiles { cert, key }),
                 _ => None,

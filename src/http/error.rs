@@ -126,6 +126,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(r) => ApiError::not_found(r),
             StoreError::BadRequest(r) => ApiError::bad_request(r),
             StoreError::Doc(d) => d.into(),
+            StoreError::DiskFull { .. } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                e.to_string(),
+            ),
             StoreError::Storage(_)
             | StoreError::Damaged { .. }
             | StoreError::Corrupt(_)

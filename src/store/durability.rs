@@ -5,7 +5,9 @@
 //! ticket was taken covers the batch (sled flushes everything applied before the flush call).
 //! One writer at a time is the leader and runs the flush; the others wait for it.
 
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::error::{Result, StoreError};
 
@@ -13,6 +15,55 @@ pub struct GroupCommit {
     db: sled::Db,
     state: Mutex<State>,
     done: Condvar,
+    room: Room,
+}
+
+/// The free space writes must leave on the data folder's filesystem. sled, once a write to
+/// its files fails for want of space, refuses everything after, reads included, until it is
+/// reopened; so settee refuses writes (507) while free space is below the reserve, and reads,
+/// feeds and replications out keep working. Writes resume by themselves once space is freed.
+struct Room {
+    path: PathBuf,
+    reserve: u64,
+    /// The last reading and when it was taken (the filesystem is asked at most every 100 ms).
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Room {
+    fn check(&self) -> Result<()> {
+        if self.reserve == 0 {
+            return Ok(());
+        }
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let free = match *last {
+            Some((at, free)) if at.elapsed() < Duration::from_millis(100) => free,
+            _ => {
+                let Some(free) = free_bytes(&self.path) else {
+                    return Ok(());
+                };
+                *last = Some((Instant::now(), free));
+                free
+            }
+        };
+        if free < self.reserve {
+            return Err(StoreError::DiskFull {
+                path: self.path.display().to_string(),
+                free,
+                reserve: self.reserve,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem holding `path`.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a `statvfs` the call fills in.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 #[derive(Default)]
@@ -26,12 +77,25 @@ struct State {
 }
 
 impl GroupCommit {
-    pub fn new(db: sled::Db) -> GroupCommit {
+    /// `reserve`: bytes of free space on `path`'s filesystem below which writes are refused
+    /// (0: never).
+    pub fn new(db: sled::Db, path: PathBuf, reserve: u64) -> GroupCommit {
         GroupCommit {
             db,
             state: Mutex::new(State::default()),
             done: Condvar::new(),
+            room: Room {
+                path,
+                reserve,
+                last: Mutex::new(None),
+            },
         }
+    }
+
+    /// `Err(DiskFull)` while the data folder's filesystem has less free space than the
+    /// reserve: called before a write takes any lock.
+    pub fn room_to_write(&self) -> Result<()> {
+        self.room.check()
     }
 
     /// Blocks until everything this thread applied to sled before the call is on disk.
@@ -86,7 +150,11 @@ mod tests {
     fn concurrent_writers_share_flushes() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let gc = Arc::new(GroupCommit::new(db.clone()));
+        let gc = Arc::new(GroupCommit::new(
+            db.clone(),
+            std::path::PathBuf::from("."),
+            0,
+        ));
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let (gc, db) = (gc.clone(), db.clone());

@@ -29,6 +29,13 @@ pub enum StoreError {
     /// settee's. Refused at start-up rather than served as an empty store.
     #[error("the data folder {path} is damaged or is not a settee store ({detail}); nothing was changed in it: restore it from a backup, or start with another --data folder")]
     Damaged { path: String, detail: String },
+    /// Too little free space to write safely (see `durability::Room`).
+    #[error("the data folder {path} has {free} bytes free, less than the {reserve} settee keeps in reserve: this write is refused so that reads and replications keep working; free some space (or lower --disk-reserve) and writes resume by themselves")]
+    DiskFull {
+        path: String,
+        free: u64,
+        reserve: u64,
+    },
     /// Bytes on disk that do not decode: corruption (or a bug), never the caller's input.
     #[error("corrupt record: {0}")]
     Corrupt(String),

@@ -38,6 +38,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// sled's page cache, in bytes.
     pub cache_bytes: u64,
+    /// Writes are refused while the data folder's filesystem has less free space than this
+    /// (0: never refused).
+    pub disk_reserve: u64,
 }
 
 impl StoreConfig {
@@ -45,6 +48,7 @@ impl StoreConfig {
         StoreConfig {
             path: path.as_ref().to_path_buf(),
             cache_bytes: 256 * 1024 * 1024,
+            disk_reserve: 64 * 1024 * 1024,
         }
     }
 }
@@ -151,7 +155,11 @@ impl Store {
             }
         };
         migrate::run(&sled, &catalog, &server)?;
-        let commit = Arc::new(GroupCommit::new(sled.clone()));
+        let commit = Arc::new(GroupCommit::new(
+            sled.clone(),
+            cfg.path.clone(),
+            cfg.disk_reserve,
+        ));
         check_seal(&cfg.path, &sled, &catalog).map_err(damaged)?;
         Ok(Store {
             path: cfg.path.clone(),
@@ -184,6 +192,7 @@ impl Store {
 
     pub fn create_db(&self, name: &str) -> Result<Arc<Database>> {
         validate_db_name(name)?;
+        self.commit.room_to_write()?;
         let _ddl = self.ddl.lock().unwrap_or_else(|p| p.into_inner());
         if self.catalog.contains_key(name)? {
             return Err(StoreError::DbExists);

@@ -10,6 +10,7 @@ impl Database {
     /// Removes the given leaf revisions as if they had never been written. Returns the new
     /// purge sequence and, per id, the revisions actually purged.
     pub fn purge(&self, req: Vec<(String, Vec<Rev>)>) -> Result<(u64, Vec<IdRevs>)> {
+        self.commit.room_to_write()?;
         let mut meta = self.lock()?;
         let mut w = Writer::new(self, meta.clone(), req.len());
         let mut out = Vec::with_capacity(req.len());

@@ -56,6 +56,7 @@ impl Database {
         docs: Vec<(Option<String>, std::result::Result<DocUpdate, DocError>)>,
         new_edits: bool,
     ) -> Result<Vec<DocOutcome>> {
+        self.commit.room_to_write()?;
         let mut meta = self.lock()?;
         let mut w = Writer::new(self, meta.clone(), docs.len());
         let outcomes = if new_edits && docs.len() >= PREPARE_MIN {
