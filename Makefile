@@ -4,7 +4,7 @@ BIND ?= 127.0.0.1:5984
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: run build test lint unit node-deps bench screenshots clean-data fuzz
+.PHONY: run build test lint unit node-deps bench screenshots clean-data fuzz soak
 
 run: ## build in release and start settee on http://127.0.0.1:5984 with its data in ./data
 	$(CARGO) build --release
@@ -38,6 +38,10 @@ bench: node-deps ## prints one table; keep its output in BENCHMARKS.md
 	bash benches/jobs.sh
 	bash benches/recovery.sh
 	bash benches/couchdb.sh
+
+soak: ## 30 minutes of mixed load on a release settee (SOAK_MINUTES to change); prints a table per minute, fails on divergence or growth
+	$(CARGO) build --release
+	python3 benches/soak.py
 
 fuzz: ## every fuzz target under AFL++ for FUZZ_SECONDS each (default 60); crashes become fuzz/regressions/
 	bash fuzz/run.sh $(or $(FUZZ_SECONDS),60)

@@ -58,11 +58,7 @@ fn serve(dir: &Path) -> (Outcome, std::process::Child) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    if let Some(url) = line.split_whitespace().nth(3) {
-        let addr = url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
+    if let Some(addr) = common::listening_addr(&line) {
         return (Outcome::Served { addr }, child);
     }
     let status = child.wait().unwrap();
@@ -151,6 +147,7 @@ fn a_damaged_folder_is_refused_with_its_name_or_served_whole() {
         match outcome {
             Outcome::Refused { stderr, code } => {
                 refused += 1;
+                eprintln!("{what}: refused: {}", stderr.trim());
                 assert_eq!(code, Some(1), "{what}: exits with 1: {stderr}");
                 assert!(
                     stderr.contains(&data.display().to_string()),
@@ -184,6 +181,7 @@ fn a_damaged_folder_is_refused_with_its_name_or_served_whole() {
                         .enumerate()
                         .all(|(i, r)| r["doc"]["n"] == i && r["doc"]["pad"] == "y".repeat(300)));
                 }
+                eprintln!("{what}: served, every document there");
                 let _ = child.kill();
                 let _ = child.wait();
             }

@@ -79,6 +79,23 @@ fn until_clean(s: &Server, id: &str) {
     );
 }
 
+/// A fault in force while `range` is written on `a`: the job `id` on `on` shows it; once it is
+/// lifted, `a`'s `src` and `b`'s `dst` converge and the job is clean again.
+fn through(
+    proxy: &FaultProxy,
+    fault: Fault,
+    (on, id): (&Server, &str),
+    (a, b): (&Server, &Server),
+    range: std::ops::Range<usize>,
+) {
+    proxy.set(fault);
+    put_many(a, "src", range);
+    until_fault_shown(on, id, proxy);
+    proxy.set(Fault::None);
+    until_same(a, "src", b, "dst", &format!("after {fault:?}"));
+    until_clean(on, id);
+}
+
 #[test]
 fn continuous_push_survives_a_target_outage_reset_storms_and_cuts() {
     let (a, b) = (start_admin(), start_admin());
@@ -95,21 +112,9 @@ fn continuous_push_survives_a_target_outage_reset_storms_and_cuts() {
     put_many(&a, "src", 0..200);
     until_same(&a, "src", &b, "dst", "before any fault");
 
-    // The target goes down while writes go on.
-    proxy.set(Fault::Down);
-    put_many(&a, "src", 200..400);
-    until_fault_shown(&a, "out", &proxy);
-    proxy.set(Fault::None);
-    until_same(&a, "src", &b, "dst", "after the outage");
-    until_clean(&a, "out");
-
-    // A reset storm: every connection reset.
-    proxy.set(Fault::Reset);
-    put_many(&a, "src", 400..600);
-    until_fault_shown(&a, "out", &proxy);
-    proxy.set(Fault::None);
-    until_same(&a, "src", &b, "dst", "after the reset storm");
-    until_clean(&a, "out");
+    // The target goes down while writes go on; then a reset storm (every connection reset).
+    through(&proxy, Fault::Down, (&a, "out"), (&a, &b), 200..400);
+    through(&proxy, Fault::Reset, (&a, "out"), (&a, &b), 400..600);
 
     // Connections cut mid-stream at random while a thousand documents cross, with latency.
     proxy.set(Fault::Cut(32 * 1024));
@@ -136,12 +141,7 @@ fn continuous_pull_survives_a_source_outage() {
     assert_eq!(st, 201, "{v}");
     put_many(&a, "src", 0..100);
     until_same(&a, "src", &b, "dst", "before the outage");
-    proxy.set(Fault::Down);
-    put_many(&a, "src", 100..300);
-    until_fault_shown(&b, "in", &proxy);
-    proxy.set(Fault::None);
-    until_same(&a, "src", &b, "dst", "after the source came back");
-    until_clean(&b, "in");
+    through(&proxy, Fault::Down, (&b, "in"), (&a, &b), 100..300);
 }
 
 #[test]

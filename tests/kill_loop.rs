@@ -3,7 +3,8 @@
 //! every `_bulk_docs` request (1 to 128 documents) is all or nothing, the replications resume
 //! from their checkpoints, and in the end the targets hold exactly what the source does.
 //!
-//! `KILL_ROUNDS` sets the number of kills (8 here; `make soak` runs many more).
+//! `KILL_ROUNDS` sets the number of kills (8 in `make test`; a long run:
+//! `KILL_ROUNDS=200 cargo nextest run --test kill_loop`).
 
 mod common;
 

@@ -56,38 +56,6 @@ impl ApiError {
             format!("the request body is larger than the limit of {limit} bytes"),
         )
     }
-
-    pub fn uri_too_long(len: usize) -> ApiError {
-        ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            format!(
-                "the URL is {len} bytes, more than the {} accepted: send long parameters (keys, doc_ids, revisions) in a POST body",
-                super::limits::MAX_URL
-            ),
-        )
-    }
-
-    pub fn headers_too_large(len: usize) -> ApiError {
-        ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request_header_fields_too_large",
-            format!(
-                "the request's headers are {len} bytes, more than the {} accepted",
-                super::limits::MAX_HEADERS
-            ),
-        )
-    }
-
-    pub fn too_many_feeds(limit: usize) -> ApiError {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            format!(
-                "this server already holds {limit} open changes feeds (its --max-feeds): close some, retry later, or raise the limit"
-            ),
-        )
-    }
 }
 
 /// Status code for a per-document error when it fails a whole single-document request.

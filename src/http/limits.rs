@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use hyper::StatusCode;
+
 use super::error::ApiError;
 use crate::metrics::{FeedGuard, Metrics};
 
@@ -22,6 +24,34 @@ pub const MAX_HEADERS: usize = 64 * 1024;
 
 /// hyper's read buffer per connection: a request head larger than this never reaches settee.
 pub const HYPER_MAX_BUF: usize = 1024 * 1024;
+
+fn uri_too_long(len: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::URI_TOO_LONG,
+        "uri_too_long",
+        format!(
+            "the URL is {len} bytes, more than the {MAX_URL} accepted: send long parameters (keys, doc_ids, revisions) in a POST body"
+        ),
+    )
+}
+
+fn headers_too_large(len: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request_header_fields_too_large",
+        format!("the request's headers are {len} bytes, more than the {MAX_HEADERS} accepted"),
+    )
+}
+
+fn too_many_feeds(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        format!(
+            "this server already holds {limit} open changes feeds (its --max-feeds): close some, retry later, or raise the limit"
+        ),
+    )
+}
 
 /// How much of a body past the limit is still read (and dropped) before answering 413: a
 /// client still sending when the server closes gets a reset that can swallow the answer, so
@@ -75,7 +105,7 @@ pub async fn read_body(
 pub fn check_head(parts: &hyper::http::request::Parts) -> Result<(), ApiError> {
     let url = parts.uri.path().len() + parts.uri.query().map_or(0, |q| q.len() + 1);
     if url > MAX_URL {
-        return Err(ApiError::uri_too_long(url));
+        return Err(uri_too_long(url));
     }
     let headers: usize = parts
         .headers
@@ -83,7 +113,7 @@ pub fn check_head(parts: &hyper::http::request::Parts) -> Result<(), ApiError> {
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     if headers > MAX_HEADERS {
-        return Err(ApiError::headers_too_large(headers));
+        return Err(headers_too_large(headers));
     }
     Ok(())
 }
@@ -115,7 +145,7 @@ impl Feeds {
             .slots
             .clone()
             .try_acquire_owned()
-            .map_err(|_| ApiError::too_many_feeds(self.limit))?;
+            .map_err(|_| too_many_feeds(self.limit))?;
         Ok(OpenFeed {
             _slot: slot,
             _counted: metrics.feed_opened(),

@@ -33,6 +33,17 @@ struct InProcess {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The address in `settee serve`'s first line (`settee listening on http://127.0.0.1:5984/ …`).
+pub fn listening_addr(line: &str) -> Option<String> {
+    let url = line.split_whitespace().nth(3)?;
+    Some(
+        url.trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned(),
+    )
+}
+
 /// A loopback port free at the time of asking.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -156,16 +167,7 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line
-            .split_whitespace()
-            .nth(3)
-            .expect("listening line")
-            .to_owned();
-        let addr = url
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
+        let addr = listening_addr(&line).expect("listening line");
         Server {
             addr,
             dir,

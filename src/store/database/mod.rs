@@ -1,7 +1,8 @@
 //! One CouchDB database inside a sled tree. [`Database`] is the facade: its public operations
 //! are all the rest of settee sees; what they are made of lives in private modules named for
 //! what they hold:
-//! - `write`: the write pipeline (parsing a request, the hashing and applier threads);
+//! - `write`: the write pipeline (parsing a request, running a write, publishing it);
+//! - `threads`: the hashing helper's work and the applier thread of a big write;
 //! - `writer`: one write batch, where edits, replicated writes and attachments are decided;
 //! - `reads`: documents by id and revision, `open_revs`, attachments, `_revs_diff`;
 //! - `render`: CouchDB's JSON for a leaf revision;
@@ -13,7 +14,7 @@
 //! - every sled batch leaves the database consistent: a document's record (with its bodies),
 //!   its by-seq entry, the attachment data it refers to and the counters change together or
 //!   not at all. A write request is one batch, except a big interactive one, which the writer
-//!   hands over in chunks to an applier thread (see `write::Applier`); none of it is
+//!   hands over in chunks to an applier thread (see `threads::Applier`); none of it is
 //!   acknowledged before all of it is on disk, as with CouchDB, whose `_bulk_docs` is not
 //!   atomic either;
 //! - writers are serialized by `meta`'s mutex; readers never take it;
@@ -27,6 +28,7 @@ mod local;
 mod purge;
 mod reads;
 mod render;
+mod threads;
 mod write;
 mod writer;
 

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{json, Map, Value};
 
 use super::render::{body_bytes, parse_body};
-use super::write::{Applier, Prepared, CHUNK};
+use super::threads::{Applier, Prepared, CHUNK};
 use super::*;
 
 /// The state of one write batch: documents as they will be after the batch, and the sled
