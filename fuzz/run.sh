@@ -16,6 +16,7 @@ found=0
 for t in $(sed -n 's/^    ("\([a-z_]*\)", .*/\1/p' src/fuzz.rs); do
   out="${CARGO_TARGET_DIR:-target}/fuzz/$t"
   rm -rf "$out"
+  mkdir -p "$(dirname "$out")"
   echo "== $t: ${secs}s"
   AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_QUIET=1 \
     cargo afl fuzz -V "$secs" -m 1024 -t 2000 -i "fuzz/corpus/$t" -o "$out" -- "$bin" "$t" >"$out.log" 2>&1 ||
