@@ -96,19 +96,25 @@ fn through(
     until_clean(on, id);
 }
 
-#[test]
-fn continuous_push_survives_a_target_outage_reset_storms_and_cuts() {
+/// Two servers, `a`'s `src` pushed continuously to `b`'s `dst` through a proxy by the
+/// `_replicator` document `id` (with `options` added).
+fn push_through_proxy(id: &str, options: Value) -> (Server, Server, FaultProxy) {
     let (a, b) = (start_admin(), start_admin());
     areq(&a, "PUT", "/src", None);
     areq(&b, "PUT", "/dst", None);
     let proxy = FaultProxy::start(&b.addr);
-    let (st, v) = areq(
-        &a,
-        "PUT",
-        "/_replicator/out",
-        Some(&json!({"source": "src", "target": proxy.url(ADMIN, "dst"), "continuous": true})),
-    );
+    let mut doc = json!({"source": "src", "target": proxy.url(ADMIN, "dst"), "continuous": true});
+    for (k, v) in options.as_object().unwrap() {
+        doc[k] = v.clone();
+    }
+    let (st, v) = areq(&a, "PUT", &format!("/_replicator/{id}"), Some(&doc));
     assert_eq!(st, 201, "{v}");
+    (a, b, proxy)
+}
+
+#[test]
+fn continuous_push_survives_a_target_outage_reset_storms_and_cuts() {
+    let (a, b, proxy) = push_through_proxy("out", json!({}));
     put_many(&a, "src", 0..200);
     until_same(&a, "src", &b, "dst", "before any fault");
 
@@ -170,20 +176,10 @@ fn one_shot_through_random_cuts_completes() {
 /// `connection_timeout`, says so, and catches up once the peer answers.
 #[test]
 fn a_peer_that_never_answers_is_shown_and_survived() {
-    let (a, b) = (start_admin(), start_admin());
-    areq(&a, "PUT", "/src", None);
-    areq(&b, "PUT", "/dst", None);
-    let proxy = FaultProxy::start(&b.addr);
-    let (st, v) = areq(
-        &a,
-        "PUT",
-        "/_replicator/mute",
-        Some(
-            &json!({"source": "src", "target": proxy.url(ADMIN, "dst"), "continuous": true,
-            "connection_timeout": 2000, "retries_per_request": 2}),
-        ),
+    let (a, b, proxy) = push_through_proxy(
+        "mute",
+        json!({"connection_timeout": 2000, "retries_per_request": 2}),
     );
-    assert_eq!(st, 201, "{v}");
     put_many(&a, "src", 0..50);
     until_same(&a, "src", &b, "dst", "before the peer went silent");
     proxy.set(Fault::BlackHole);
