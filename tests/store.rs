@@ -810,8 +810,8 @@ fn format_1_store_is_migrated_on_open() {
         let db = store.db("old").unwrap();
         let mine = db.get("mine", None, &ReadOpts::default()).unwrap();
         assert_eq!(mine, json!({"_id": "mine", "_rev": "2-bb", "v": "mine"}));
-        assert!(db.edited_locally("mine").unwrap());
-        assert!(!db.edited_locally("theirs").unwrap());
+        assert!(db.doc("mine").unwrap().unwrap().edited_locally());
+        assert!(!db.doc("theirs").unwrap().unwrap().edited_locally());
         let opts = ReadOpts {
             conflicts: true,
             ..Default::default()

@@ -223,13 +223,6 @@ impl Database {
         Ok(out)
     }
 
-    /// Whether any revision of this document was written here by an interactive edit (rather
-    /// than only arriving by replication): what "received only" means when a share is
-    /// stopped with purge.
-    pub fn edited_locally(&self, id: &str) -> Result<bool> {
-        Ok(self.record(id)?.is_some_and(|r| r.edited))
-    }
-
     /// `_revs_diff`: for each id, the revisions this database does not have.
     pub fn revs_diff(&self, req: Vec<(String, Vec<Rev>)>) -> Result<Vec<RevsDiff>> {
         let mut out = Vec::new();
