@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """`make soak`: mixed load on one settee (release) for SOAK_MINUTES (default 30).
 
-Load: writers on 50 source databases; 200 continuous replications (150 between local
+Load: writers creating, updating and deleting 40,000 documents (SOAK_IDS) in 50 source
+databases; 200 continuous replications (150 between local
 databases, 50 to a peer settee that flaps: killed and restarted on the same port and data
-every few minutes); a share created and stopped with purge every minute; clients that open
-changes feeds and drop them, and connections that send half a request and go away.
+every 150 s); a read-write share created, crossed both ways and stopped with purge about
+every 40 s; clients that open changes feeds and drop them, and connections that send half a request
+and go away.
 
-Every minute it prints RSS, open files, threads and the p99 latency of writes that minute. At
-the end the writers stop and every target must hold exactly its source's documents, and growth
-must have stopped after warm-up: RSS and open files at the last minute at most 1.1x those at
-minute 10 (at the last minute's third for short runs). Exit 1 otherwise.
+Every minute it prints RSS, open files (descriptors: files + sockets, the median of 5 s samples),
+threads and the p99 latency of writes that minute. At the end the writers stop and every
+target must hold exactly its source's documents, no load thread may have failed (a share that
+did not cross or whose purge did not happen is a failure), and growth must have stopped after
+warm-up: RSS and open files at the last minute at most 1.1x those at minute 10 (at the last
+minute's third for short runs). Exit 1 otherwise.
 """
 import base64
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +34,11 @@ BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "set
 ADMIN = "adm:soak-pw"
 AUTH = "Basic " + base64.b64encode(ADMIN.encode()).decode()
 SOURCES = 50
+# Documents each writer keeps per source (4 writers: 40,000 documents in all by default). The
+# first minutes create them, then they are updated and 10% of updates delete, so the stored set
+# stops growing after warm-up and memory that still grows is a leak. 0: every write a new
+# document, so the data grows all along (sled keeps ~64 bytes of memory per stored document).
+IDS = int(os.environ.get("SOAK_IDS", "200"))
 
 
 def free_port():
@@ -49,6 +59,7 @@ def start(data, port):
 
 
 def req(port, method, path, body=None, timeout=30):
+    """One request; (None, None) when the server is not there (the flapping peer)."""
     data = None if body is None else json.dumps(body).encode()
     r = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
                                headers={"Content-Type": "application/json", "Authorization": AUTH})
@@ -57,14 +68,42 @@ def req(port, method, path, body=None, timeout=30):
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None, None
+
+
+def must(port, method, path, body=None, ok=(200, 201, 202), within=120):
+    """Repeats a request until it gets one of `ok` (the peer may be down for a while)."""
+    deadline = time.monotonic() + within
+    while True:
+        st, ans = req(port, method, path, body)
+        if st in ok:
+            return ans
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{method} {path} on :{port}: {st} {ans}")
+        time.sleep(1)
 
 
 def proc_figures(pid):
+    """RSS (MiB), files (descriptors that are not sockets), sockets, threads of `pid`."""
     st = open(f"/proc/{pid}/status").read()
     rss = int(next(l for l in st.splitlines() if l.startswith("VmRSS")).split()[1]) // 1024
     threads = int(next(l for l in st.splitlines() if l.startswith("Threads")).split()[1])
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return rss, fds, threads
+    files = sockets = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed while listed
+        if target.startswith("socket:"):
+            sockets += 1
+        else:
+            files += 1
+    return rss, files, sockets, threads
+
+
+def median(xs):
+    return sorted(xs)[len(xs) // 2]
 
 
 def main():
@@ -73,7 +112,10 @@ def main():
     a = start(os.path.join(tmp, "a"), a_port)
     b = start(os.path.join(tmp, "b"), b_port)
     stop = threading.Event()
+    failures = []  # a load thread that stopped early makes the whole run fail
+    shared = []  # shares that crossed both ways before being stopped
     lat = []
+    written = [0]
     lat_lock = threading.Lock()
     for i in range(SOURCES):
         req(a_port, "PUT", f"/src{i}")
@@ -88,15 +130,26 @@ def main():
              "continuous": True})
 
     def writer(k):
+        revs = {}  # (db, id) -> its revision: writer k is the only one writing ids "w{k}-…"
         n = 0
         while not stop.is_set():
             db = f"src{random.randrange(SOURCES)}"
-            docs = [{"_id": f"w{k}-{n}-{j}", "v": n, "pad": "p" * 200} for j in range(5)]
+            ids = random.sample(range(IDS), 5) if IDS else range(n * 5, n * 5 + 5)
+            docs = []
+            for i in ids:
+                doc = {"_id": f"w{k}-{i}", "v": n, "pad": "p" * 200}
+                if (db, doc["_id"]) in revs:
+                    doc["_rev"] = revs[(db, doc["_id"])]
+                    doc["_deleted"] = random.random() < 0.1
+                docs.append(doc)
             t = time.monotonic()
-            st, _ = req(a_port, "POST", f"/{db}/_bulk_docs", {"docs": docs})
+            st, ans = req(a_port, "POST", f"/{db}/_bulk_docs", {"docs": docs})
             with lat_lock:
                 lat.append(time.monotonic() - t)
-            assert st == 201, st
+            assert st == 201 and all("rev" in r for r in ans), (st, ans)
+            revs.update(((db, r["id"]), r["rev"]) for r in ans)
+            with lat_lock:
+                written[0] += len(docs)
             n += 1
             time.sleep(0.05)
 
@@ -112,17 +165,27 @@ def main():
             half.close()
 
     def shares():
+        # Each minute: a read-write share between colK on both servers, a document written on
+        # each side; both must cross, then the share is stopped with purge, which must purge
+        # the document that came from the peer and keep the one written here.
         k = 0
         while not stop.is_set():
-            req(a_port, "PUT", f"/col{k}")
-            req(b_port, "PUT", f"/col{k}")
-            req(a_port, "PUT", f"/col{k}/x", {"type": "shared"})
-            req(a_port, "POST", "/_sharing",
-                {"id": f"s{k}", "local": f"col{k}", "selector": {"type": "shared"},
-                 "remote": f"http://{ADMIN}@127.0.0.1:{b_port}/col{k}", "mode": "read-write"})
-            stop.wait(30)
-            req(a_port, "DELETE", f"/_sharing/s{k}?purge=true")
-            stop.wait(30)
+            db = f"col{k}"
+            must(a_port, "PUT", f"/{db}")
+            must(b_port, "PUT", f"/{db}", ok=(201, 412))
+            must(a_port, "PUT", f"/{db}/x", {"type": "shared"})
+            must(b_port, "PUT", f"/{db}/y", {"type": "shared"}, ok=(201, 409))
+            must(a_port, "POST", "/_sharing",
+                 {"id": f"s{k}", "local": db, "selector": {"type": "shared"},
+                  "remote": f"http://{ADMIN}@127.0.0.1:{b_port}/{db}", "mode": "read-write"})
+            must(a_port, "GET", f"/{db}/y", ok=(200,))
+            must(b_port, "GET", f"/{db}/x", ok=(200,))
+            shared.append(k)
+            stop.wait(20)
+            must(a_port, "DELETE", f"/_sharing/s{k}?purge=true")
+            if req(a_port, "GET", f"/{db}/y")[0] != 404 or req(a_port, "GET", f"/{db}/x")[0] != 200:
+                raise AssertionError(f"share s{k} stopped with purge: y should be gone, x kept")
+            stop.wait(20)
             k += 1
 
     def flapping_peer():
@@ -133,49 +196,75 @@ def main():
             stop.wait(20)
             b = start(os.path.join(tmp, "b"), b_port)
 
-    threads = [threading.Thread(target=writer, args=(k,), daemon=True) for k in range(4)]
-    threads += [threading.Thread(target=f, daemon=True) for f in (feeds, shares, flapping_peer)]
+    def guarded(f, *args):
+        def run():
+            try:
+                f(*args)
+            except Exception as e:  # noqa: BLE001 (any failure of the load is the run's failure)
+                failures.append(f"minute {len(rows) + 1}, {f.__name__}: {e!r}")
+        return run
+
+    rows = []
+    threads = [threading.Thread(target=guarded(writer, k), daemon=True) for k in range(4)]
+    threads += [threading.Thread(target=guarded(f), daemon=True)
+                for f in (feeds, shares, flapping_peer)]
     for t in threads:
         t.start()
-    rows = []
-    print("| minute | RSS, MiB | open files | threads | write p99, ms |")
-    print("|---|---|---|---|---|")
+    # Sampled every 5 s: a minute's row shows RSS at its end and the median of its samples of
+    # descriptors (the load's own feeds come and go within a second, so one sample is noise).
+    print("| minute | RSS, MiB | open files (files + sockets) | threads | write p99, ms "
+          "| document writes |")
+    print("|---|---|---|---|---|---|")
     for minute in range(1, MINUTES + 1):
-        time.sleep(60)
+        samples = []
+        for _ in range(12):
+            time.sleep(5)
+            samples.append(proc_figures(a.pid))
         with lat_lock:
             ls = sorted(lat)
             lat.clear()
         p99 = round(ls[int(len(ls) * 0.99) - 1] * 1000, 1) if ls else None
-        rss, fds, nthreads = proc_figures(a.pid)
-        rows.append((minute, rss, fds, nthreads, p99))
-        print(f"| {minute} | {rss} | {fds} | {nthreads} | {p99} |", flush=True)
+        rss, _, _, nthreads = samples[-1]
+        files = median([f for _, f, _, _ in samples])
+        sockets = median([k for _, _, k, _ in samples])
+        rows.append((minute, rss, files + sockets, nthreads, p99))
+        print(f"| {minute} | {rss} | {files + sockets} ({files} + {sockets}) | {nthreads} "
+              f"| {p99} | {written[0]} |", flush=True)
     stop.set()
     for t in threads:
         t.join(timeout=60)
     if b.poll() is not None:
         b = start(os.path.join(tmp, "b"), b_port)
 
-    # Convergence: every target holds its source's documents.
-    def counts():
-        src = {i: req(a_port, "GET", f"/src{i}")[1]["doc_count"] for i in range(SOURCES)}
-        bad = [i for i in range(150)
-               if req(a_port, "GET", f"/copy{i}")[1].get("doc_count") != src[i % SOURCES]]
-        bad += [f"peer{i}" for i in range(50)
-                if req(b_port, "GET", f"/dst{i}")[1].get("doc_count") != src[i % SOURCES]]
+    # Convergence: every target holds its source's documents and deletions.
+    def counts(port, db):
+        info = must(port, "GET", f"/{db}", ok=(200,))
+        return info["doc_count"], info["doc_del_count"]
+
+    def unconverged():
+        src = {i: counts(a_port, f"src{i}") for i in range(SOURCES)}
+        bad = [i for i in range(150) if counts(a_port, f"copy{i}") != src[i % SOURCES]]
+        bad += [f"peer{i}" for i in range(50) if counts(b_port, f"dst{i}") != src[i % SOURCES]]
         return bad
     deadline = time.monotonic() + 300
-    bad = counts()
+    bad = unconverged()
     while bad and time.monotonic() < deadline:
         time.sleep(5)
-        bad = counts()
+        bad = unconverged()
     warm = rows[min(9, len(rows) // 3)]
     last = rows[-1]
-    ok = not bad and last[1] <= 1.1 * warm[1] and last[2] <= 1.1 * warm[2]
+    ok = not bad and not failures and last[1] <= 1.1 * warm[1] and last[2] <= 1.1 * warm[2]
     print(f"\nconverged: {'yes' if not bad else 'no: ' + str(bad[:10])}; "
           f"RSS {warm[1]} -> {last[1]} MiB, open files {warm[2]} -> {last[2]} "
-          f"(minute {warm[0]} -> {last[0]}): {'ok' if ok else 'FAILED'}")
+          f"(minute {warm[0]} -> {last[0]}); {len(shared)} shares crossed both ways and "
+          f"were stopped with purge; load failures: {failures or 'none'}: "
+          f"{'ok' if ok else 'FAILED'}")
     a.kill()
     b.kill()
+    if ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"data kept in {tmp}")
     sys.exit(0 if ok else 1)
 
 
