@@ -359,8 +359,10 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
             let open = ctx.feeds.open(&ctx.metrics)?;
             tokio::spawn(async move {
                 let _open = open;
-                // Owned by the response body: ends when the client goes away (send fails),
-                // on timeout, or on server shutdown.
+                // Owned by the response body: ends when the client goes away (hyper drops
+                // the body, closing the channel, even while nothing is being sent), on
+                // timeout, or on server shutdown. Waiting for the next change alone would keep
+                // a dropped feed, and its slot under --max-feeds, until the 60 s timeout.
                 let mut updates = db.subscribe();
                 let mut since = feed.since;
                 let mut sent = 0u64;
@@ -403,6 +405,7 @@ pub async fn handle(ctx: &Arc<Ctx>, db: &str, req: &Req) -> Result<Resp, ApiErro
                         }
                         _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
                         _ = super::stopped(&mut shutdown) => break,
+                        _ = tx.closed() => return,
                     }
                 }
                 if !eventsource {
