@@ -34,6 +34,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Writes are refused (507) while the data folder's filesystem has less free space.
     pub disk_reserve: u64,
+    /// sled's page cache (`--cache-mb`), in bytes.
+    pub cache_bytes: u64,
     pub scheduler: SchedulerConfig,
 }
 
@@ -48,6 +50,7 @@ impl Config {
             max_feeds: 10_000,
             tls: None,
             disk_reserve: 64 * 1024 * 1024,
+            cache_bytes: StoreConfig::new(".").cache_bytes,
             scheduler: SchedulerConfig::default(),
         }
     }
@@ -81,10 +84,11 @@ pub async fn run(cfg: Config) -> Result<Handle, Error> {
         .into());
     }
     let data = cfg.data.clone();
-    let disk_reserve = cfg.disk_reserve;
+    let (disk_reserve, cache_bytes) = (cfg.disk_reserve, cfg.cache_bytes);
     let store = tokio::task::spawn_blocking(move || -> Result<Arc<Store>, Error> {
         let store = Arc::new(Store::open(&StoreConfig {
             disk_reserve,
+            cache_bytes,
             ..StoreConfig::new(&data)
         })?);
         for sys in crate::store::SYSTEM_DBS {

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// while reads and replications out go on (0: never refuse).
     #[arg(long, env = "SETTEE_DISK_RESERVE", default_value_t = 64 * 1024 * 1024)]
     pub disk_reserve: u64,
+    /// Memory for the store's page cache, in MiB. sled also keeps ~40-65 bytes per stored
+    /// document outside it (ARCHITECTURE.md, "Memory").
+    #[arg(long, env = "SETTEE_CACHE_MB", default_value_t = 256)]
+    pub cache_mb: u64,
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "SETTEE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
@@ -91,6 +95,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body,
             max_feeds: self.max_feeds,
             disk_reserve: self.disk_reserve,
+            cache_bytes: self.cache_mb.saturating_mul(1024 * 1024),
             tls: match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => Some(crate::server::TlsFiles { cert, key }),
                 _ => None,
@@ -748,4 +753,27 @@ fn url_escape(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServeArgs;
+    use clap::Parser;
+
+    #[test]
+    fn serve_flags_size_the_store() {
+        let parse = |args: &[&str]| {
+            ServeArgs::try_parse_from([&["serve"], args].concat())
+                .expect("flags parse")
+                .config()
+                .expect("a configuration")
+        };
+        let default = parse(&[]);
+        assert_eq!(default.cache_bytes, 256 << 20);
+        assert_eq!(default.disk_reserve, 64 << 20);
+        let small = parse(&["--cache-mb", "16", "--disk-reserve", "0"]);
+        assert_eq!(small.cache_bytes, 16 << 20);
+        assert_eq!(small.disk_reserve, 0);
+        assert!(ServeArgs::try_parse_from(["serve", "--cache-mb", "lots"]).is_err());
+    }
 }
