@@ -13,7 +13,8 @@ threads and the p99 latency of writes that minute. At the end the writers stop a
 target must hold exactly its source's documents, no load thread may have failed (a share that
 did not cross or whose purge did not happen is a failure), and growth must have stopped after
 warm-up: RSS and open files at the last minute at most 1.1x those at minute 10 (at the last
-minute's third for short runs). Exit 1 otherwise.
+minute's third for short runs; open files may also be 3 more). Exit 1 otherwise. SOAK_IDS
+and SOAK_CACHE_MB change the working set and the cache (see below).
 """
 import base64
 import json
@@ -39,6 +40,10 @@ SOURCES = 50
 # stops growing after warm-up and memory that still grows is a leak. 0: every write a new
 # document, so the data grows all along (sled keeps ~64 bytes of memory per stored document).
 IDS = int(os.environ.get("SOAK_IDS", "200"))
+# settee's page cache (--cache-mb). The default 256 MiB was still filling at minute 15 with this
+# load's data, which would hide or fake a leak; 16 MiB is full within the first minutes, so what
+# grows after it is something else (BENCHMARKS.md, "Soak").
+CACHE_MB = os.environ.get("SOAK_CACHE_MB", "16")
 
 
 def free_port():
@@ -52,7 +57,7 @@ def free_port():
 def start(data, port):
     p = subprocess.Popen(
         [BIN, "serve", "--bind", f"127.0.0.1:{port}", "--data", data, "--admin", ADMIN,
-         "--max-jobs", "1000"],
+         "--max-jobs", "1000", "--cache-mb", CACHE_MB],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     p.stdout.readline()
     return p
@@ -100,10 +105,6 @@ def proc_figures(pid):
         else:
             files += 1
     return rss, files, sockets, threads
-
-
-def median(xs):
-    return sorted(xs)[len(xs) // 2]
 
 
 def main():
@@ -225,8 +226,8 @@ def main():
             lat.clear()
         p99 = round(ls[int(len(ls) * 0.99) - 1] * 1000, 1) if ls else None
         rss, _, _, nthreads = samples[-1]
-        files = median([f for _, f, _, _ in samples])
-        sockets = median([k for _, _, k, _ in samples])
+        files = sorted(f for _, f, _, _ in samples)[len(samples) // 2]
+        sockets = sorted(k for _, _, k, _ in samples)[len(samples) // 2]
         rows.append((minute, rss, files + sockets, nthreads, p99))
         print(f"| {minute} | {rss} | {files + sockets} ({files} + {sockets}) | {nthreads} "
               f"| {p99} | {written[0]} |", flush=True)
@@ -253,7 +254,11 @@ def main():
         bad = unconverged()
     warm = rows[min(9, len(rows) // 3)]
     last = rows[-1]
-    ok = not bad and not failures and last[1] <= 1.1 * warm[1] and last[2] <= 1.1 * warm[2]
+    # Descriptors: 1.1x of ~17 is under two, less than the load's own connections vary from
+    # one minute to the next (the peer's jobs, feeds), so up to 3 more are allowed as well; a
+    # leak of even one a minute would show 20 more by minute 30.
+    ok = (not bad and not failures and last[1] <= 1.1 * warm[1]
+          and last[2] <= max(1.1 * warm[2], warm[2] + 3))
     print(f"\nconverged: {'yes' if not bad else 'no: ' + str(bad[:10])}; "
           f"RSS {warm[1]} -> {last[1]} MiB, open files {warm[2]} -> {last[2]} "
           f"(minute {warm[0]} -> {last[0]}); {len(shared)} shares crossed both ways and "
