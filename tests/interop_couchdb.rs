@@ -734,12 +734,14 @@ fn a_read_write_share_with_couchdb_converges_and_stopping_with_purge_leaves_couc
 use common::couchdb::Cluster;
 
 /// Waits until every node of the cluster serves `db` with the same trees as `want`
-/// (a write is acknowledged at a quorum of two, so a node may lag a moment).
+/// (a write is acknowledged at a quorum of two, so a node may lag a moment; under `make
+/// test`'s parallel load on two cores CouchDB's internal replication once took over 60 s to
+/// bring the third copies of a freshly filled q=8 database up, so the wait is generous).
 fn cluster_converges(cl: &Cluster, db: &str, want: &BTreeMap<String, Vec<Value>>) {
     for n in &cl.nodes {
         let p = Peer::couch(n);
         assert!(
-            wait_for(60, || (&p.trees(db) == want).then_some(())).is_some(),
+            wait_for(180, || (&p.trees(db) == want).then_some(())).is_some(),
             "{} never showed the same trees of {db}",
             n.addr
         );
