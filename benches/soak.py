@@ -37,8 +37,9 @@ AUTH = "Basic " + base64.b64encode(ADMIN.encode()).decode()
 SOURCES = 50
 # Documents each writer keeps per source (4 writers: 40,000 documents in all by default). The
 # first minutes create them, then they are updated and 10% of updates delete, so (with their
-# histories capped, REVS_LIMIT) the stored set stops growing and memory that still grows is a leak. 0: every write a new
-# document, so the data grows all along (sled keeps ~64 bytes of memory per stored document).
+# histories capped, REVS_LIMIT) the stored set stops growing and memory that still grows is a
+# leak. 0: every write a new document, so the data grows all along (sled keeps ~64 bytes of
+# memory per stored document).
 IDS = int(os.environ.get("SOAK_IDS", "200"))
 # settee's page cache (--cache-mb). The default 256 MiB was still filling at minute 15 with this
 # load's data, which would hide or fake a leak; 16 MiB is full within the first minutes, so what
