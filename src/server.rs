@@ -49,8 +49,8 @@ impl Config {
             max_body_bytes: 64 * 1024 * 1024,
             max_feeds: 10_000,
             tls: None,
-            disk_reserve: 64 * 1024 * 1024,
-            cache_bytes: StoreConfig::new(".").cache_bytes,
+            disk_reserve: crate::store::DEFAULT_DISK_RESERVE,
+            cache_bytes: crate::store::DEFAULT_CACHE_MB * 1024 * 1024,
             scheduler: SchedulerConfig::default(),
         }
     }

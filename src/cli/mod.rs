@@ -45,11 +45,11 @@ pub struct ServeArgs {
     pub tls_cert: Option<PathBuf>,
     /// Free bytes kept on the data folder's filesystem: below, writes are refused with 507
     /// while reads and replications out go on (0: never refuse).
-    #[arg(long, env = "SETTEE_DISK_RESERVE", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "SETTEE_DISK_RESERVE", default_value_t = crate::store::DEFAULT_DISK_RESERVE)]
     pub disk_reserve: u64,
     /// Memory for the store's page cache, in MiB. sled also keeps ~40-65 bytes per stored
     /// document outside it (ARCHITECTURE.md, "Memory").
-    #[arg(long, env = "SETTEE_CACHE_MB", default_value_t = 256)]
+    #[arg(long, env = "SETTEE_CACHE_MB", default_value_t = crate::store::DEFAULT_CACHE_MB)]
     pub cache_mb: u64,
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "SETTEE_TLS_KEY", requires = "tls_cert")]

@@ -32,6 +32,11 @@ pub use error::{DocError, Result, StoreError};
 pub use rev::{write_canonical, Rev};
 pub use stored::{Doc, Leaf};
 
+/// sled's page cache unless told otherwise (`settee serve --cache-mb`), in MiB.
+pub const DEFAULT_CACHE_MB: u64 = 256;
+/// Free space below which writes are refused unless told otherwise (`--disk-reserve`), in bytes.
+pub const DEFAULT_DISK_RESERVE: u64 = 64 * 1024 * 1024;
+
 /// Where and how to open the store.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -47,8 +52,8 @@ impl StoreConfig {
     pub fn new(path: impl AsRef<Path>) -> StoreConfig {
         StoreConfig {
             path: path.as_ref().to_path_buf(),
-            cache_bytes: 256 * 1024 * 1024,
-            disk_reserve: 64 * 1024 * 1024,
+            cache_bytes: DEFAULT_CACHE_MB * 1024 * 1024,
+            disk_reserve: DEFAULT_DISK_RESERVE,
         }
     }
 }
