@@ -14,7 +14,8 @@ target must hold exactly its source's documents, no load thread may have failed 
 did not cross or whose purge did not happen is a failure), and growth must have stopped after
 warm-up: RSS and open files at the last minute at most 1.1x those at minute 10 (at the last
 minute's third for short runs; open files may also be 3 more). Exit 1 otherwise. SOAK_IDS,
-SOAK_REVS_LIMIT and SOAK_CACHE_MB change the working set and the cache (see below).
+SOAK_REVS_LIMIT and SOAK_CACHE_MB change the working set and the cache, SOAK_SKIP leaves
+parts of the load out (see below).
 """
 import base64
 import json
@@ -54,6 +55,12 @@ CACHE_MB = os.environ.get("SOAK_CACHE_MB", "16")
 # a document updated more times than the limit while the peer is down arrives there with a
 # history that no longer joins the one it has: a conflict, as in CouchDB, and no convergence.
 REVS_LIMIT = int(os.environ.get("SOAK_REVS_LIMIT", "10"))
+# Parts of the load to leave out, to tell which one drives a figure: a comma-separated list of
+# `feeds`, `shares`, `flapping_peer` (the writers and the 200 replications always run).
+SKIP = set(filter(None, os.environ.get("SOAK_SKIP", "").split(",")))
+if SKIP - {"feeds", "shares", "flapping_peer"}:
+    sys.exit(f"SOAK_SKIP: unknown {sorted(SKIP - {'feeds', 'shares', 'flapping_peer'})}; "
+             "it takes feeds, shares, flapping_peer")
 
 
 def free_port():
@@ -115,6 +122,19 @@ def proc_figures(pid):
         else:
             files += 1
     return rss, files, sockets, threads
+
+
+def median(xs):
+    return sorted(xs)[len(xs) // 2]
+
+
+def stop_server(p):
+    """SIGTERM, so a server run under a heap profiler (heaptrack) ends its trace cleanly."""
+    p.terminate()
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
 
 
 def main():
@@ -221,7 +241,7 @@ def main():
     rows = []
     threads = [threading.Thread(target=guarded(writer, k), daemon=True) for k in range(4)]
     threads += [threading.Thread(target=guarded(f), daemon=True)
-                for f in (feeds, shares, flapping_peer)]
+                for f in (feeds, shares, flapping_peer) if f.__name__ not in SKIP]
     for t in threads:
         t.start()
     # Sampled every 5 s: a minute's row shows RSS at its end and the median of its samples of
@@ -239,8 +259,8 @@ def main():
             lat.clear()
         p99 = round(ls[int(len(ls) * 0.99) - 1] * 1000, 1) if ls else None
         rss, _, _, nthreads = samples[-1]
-        files = sorted(f for _, f, _, _ in samples)[len(samples) // 2]
-        sockets = sorted(k for _, _, k, _ in samples)[len(samples) // 2]
+        files = median([f for _, f, _, _ in samples])
+        sockets = median([k for _, _, k, _ in samples])
         rows.append((minute, rss, files + sockets, nthreads, p99))
         print(f"| {minute} | {rss} | {files + sockets} ({files} + {sockets}) | {nthreads} "
               f"| {p99} | {written[0]} |", flush=True)
@@ -277,8 +297,8 @@ def main():
           f"(minute {warm[0]} -> {last[0]}); {len(shared)} shares crossed both ways and "
           f"were stopped with purge; load failures: {failures or 'none'}: "
           f"{'ok' if ok else 'FAILED'}")
-    a.kill()
-    b.kill()
+    stop_server(a)
+    stop_server(b)
     if ok:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
