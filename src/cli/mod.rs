@@ -34,10 +34,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SETTEE_ADMIN")]
     pub admin: Option<String>,
     /// Largest request body accepted, in bytes (413 beyond).
-    #[arg(long, env = "SETTEE_MAX_BODY", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "SETTEE_MAX_BODY", default_value_t = crate::http::limits::DEFAULT_MAX_BODY)]
     pub max_body: usize,
     /// Most changes feeds (longpoll, continuous, eventsource) open at once; more get 429.
-    #[arg(long, env = "SETTEE_MAX_FEEDS", default_value_t = 10_000)]
+    #[arg(long, env = "SETTEE_MAX_FEEDS", default_value_t = crate::http::limits::DEFAULT_MAX_FEEDS)]
     pub max_feeds: usize,
     /// Serve HTTPS with this certificate chain (PEM; the server's certificate first). Needs
     /// --tls-key.

@@ -22,6 +22,14 @@ pub const MAX_URL: usize = 60 * 1024;
 /// Most bytes of request headers (names and values) answered.
 pub const MAX_HEADERS: usize = 64 * 1024;
 
+/// Largest request body accepted by default (`--max-body`): CouchDB's `max_http_request_size`
+/// is 4 GiB, but a body is held in memory whole here, so the default stays well below that.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Changes feeds held open at once by default (`--max-feeds`): each holds a task and a socket,
+/// so this bounds what idle clients can pin.
+pub const DEFAULT_MAX_FEEDS: usize = 10_000;
+
 /// hyper's read buffer per connection: a request head larger than this never reaches settee.
 pub const HYPER_MAX_BUF: usize = 1024 * 1024;
 
