@@ -733,10 +733,10 @@ fn a_read_write_share_with_couchdb_converges_and_stopping_with_purge_leaves_couc
 
 use common::couchdb::Cluster;
 
-/// Waits until every node of the cluster serves `db` with the same trees as `want`
-/// (a write is acknowledged at a quorum of two, so a node may lag a moment; under `make
-/// test`'s parallel load on two cores CouchDB's internal replication once took over 60 s to
-/// bring the third copies of a freshly filled q=8 database up, so the wait is generous).
+/// Waits until every node of the cluster serves `db` with the same trees as `want`, which must
+/// come from somewhere authoritative (settee's copy), not from a node's own first read: see
+/// [`cluster_agreed`]. A write is acknowledged at a quorum of two, so a node may lag a moment;
+/// the wait is generous because `make test` runs it on two busy cores.
 fn cluster_converges(cl: &Cluster, db: &str, want: &BTreeMap<String, Vec<Value>>) {
     for n in &cl.nodes {
         let p = Peer::couch(n);
