@@ -471,14 +471,25 @@ fn two_way_pair_converges_and_then_idles() {
     };
     assert!(wait_for(30, || arrived(&b, "x")).is_some());
     assert!(wait_for(30, || arrived(&a, "y")).is_some());
+    // The concurrent edit: a edits x, and b's edit of the same revision lands as a sibling
+    // (as if b had made it offline). Two plain PUTs could race the running replication: a's
+    // edit can reach b before b's PUT, which then rightly gets 409 and no conflict exists.
     let (_, xa) = areq(&a.addr, "GET", "/shared/x", None);
-    let (_, xb) = areq(&b.addr, "GET", "/shared/x", None);
+    let base = xa["_rev"].as_str().unwrap().to_owned();
+    let hash = base.split_once('-').unwrap().1.to_owned();
     let mut ea = xa.clone();
     ea["from"] = json!("a-edit");
-    let mut eb = xb.clone();
-    eb["from"] = json!("b-edit");
-    areq(&a.addr, "PUT", "/shared/x", Some(&ea));
-    areq(&b.addr, "PUT", "/shared/x", Some(&eb));
+    let (s, v) = areq(&a.addr, "PUT", "/shared/x", Some(&ea));
+    assert_eq!(s, 201, "{v}");
+    let eb = json!({"_id": "x", "_rev": format!("2-{}", "b".repeat(32)), "type": "shared", "from": "b-edit",
+        "_revisions": {"start": 2, "ids": ["b".repeat(32), hash]}});
+    let (s, v) = areq(
+        &b.addr,
+        "POST",
+        "/shared/_bulk_docs",
+        Some(&json!({"docs": [eb], "new_edits": false})),
+    );
+    assert_eq!(s, 201, "{v}");
     let converged = || {
         let (ta, tb) = (trees_auth(&a, "shared"), trees_auth(&b, "shared"));
         let ta: BTreeMap<_, _> = ta.into_iter().filter(|(k, _)| k != "private").collect();
