@@ -366,7 +366,15 @@ fn the_sharing_seed_document_runs_on_either_product_pointing_at_the_other() {
     st.ok("DELETE", &format!("/shared/one-col?rev={rev}"), None);
     shared_subset_crosses(&st, "shared", &c, "received", "three");
     shared_subset_crosses(&c, "shared", &st, "received", "four");
-    assert_eq!(c.ok("GET", "/received/one-item", None)["edited"], true);
+    // The edit went before "three", but CouchDB's replicator may write batches out of order:
+    // wait for it as for the others rather than assume it landed first.
+    let edited = wait_for(60, || {
+        (c.ok("GET", "/received/one-item", None)["edited"] == true).then_some(())
+    });
+    assert!(
+        edited.is_some(),
+        "the edit of one-item never reached CouchDB"
+    );
     assert_eq!(st.req("GET", "/received/two-col", None).0, 200);
     assert_eq!(c.req("GET", "/received/one-col", None).0, 200);
     // Both products report the job as running, with credentials nowhere in the status.
@@ -805,6 +813,10 @@ fn cluster_both_replicators_both_ways_with_checkpoints_on_its_sequences() {
     for i in 0..7 {
         c1.put("sharded", json!({"_id": format!("later{i}")}));
     }
+    // Written through node 1 at quorum, read by node 2's feed from any copy: only once the
+    // nodes agree can the pull be expected to see all 7.
+    let now_held = cluster_agreed(&cl, "sharded");
+    assert_eq!(now_held.len(), 44 + 7, "{:?}", now_held.keys());
     let r = replicate(&st, &n2.url("sharded"), "pulled");
     let session = &r["history"][0];
     assert!(

@@ -121,7 +121,7 @@ fn prometheus_names_each_replication_by_its_id_and_counts_requests() {
         ),
         (
             "broken",
-            json!({"source": "src", "target": format!("http://bob:{secret}@127.0.0.1:{dead}/x"), "continuous": true}),
+            json!({"source": "src", "target": format!("http://bob:{secret}@127.0.0.1:{dead}/x"), "continuous": true, "retries_per_request": 0}),
         ),
     ] {
         let (st, v) = areq(&s, "PUT", &format!("/_replicator/{id}"), Some(&doc));
@@ -165,27 +165,36 @@ fn prometheus_names_each_replication_by_its_id_and_counts_requests() {
     };
     assert_eq!(open(&s), Some(1.0));
 
+    // Each job counts on its own, and 'broken' alternates between crashing (its backoff) and
+    // running (its retry): wait for one scrape that shows every job where the test expects it,
+    // rather than assume what a first scrape catches.
     let samples = wait_for(30, || {
         let text = scrape_text(&s, "/_node/_local/_prometheus");
         let samples = parse(&text);
-        let live = value(
-            &samples,
-            "settee_replication_docs_written_total",
-            &[("doc_id", "live")],
-        );
+        let written =
+            |k: &str, v: &str| value(&samples, "settee_replication_docs_written_total", &[(k, v)]);
         let age = value(
             &samples,
             "settee_replication_checkpoint_age_seconds",
             &[("doc_id", "live")],
         );
-        (live == Some(21.0) && age.is_some()).then(|| {
+        let crashing = value(
+            &samples,
+            "settee_replication_state",
+            &[("doc_id", "broken"), ("state", "crashing")],
+        );
+        (written("doc_id", "live") == Some(21.0)
+            && written("job_id", &job_id) == Some(21.0)
+            && age.is_some()
+            && crashing == Some(1.0))
+        .then(|| {
             check_strictly(&text);
             assert!(!text.contains(secret), "a password in the metrics");
             promtool_accepts(&text);
             samples
         })
     })
-    .expect("the live job's counters reach the metrics");
+    .expect("a scrape shows both live jobs at 21 documents and broken crashing");
     let written =
         |k: &str, v: &str| value(&samples, "settee_replication_docs_written_total", &[(k, v)]);
     assert_eq!(written("doc_id", "done"), Some(20.0));

@@ -327,14 +327,16 @@ fn killed_one_shot_resumes_and_writes_only_what_was_missing() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(got.is_some(), "the first run wrote nothing in time");
-    // A write the killed client had already sent may still land: wait until the target is still.
+    // A write the killed client had already sent may still land (the server finishes a
+    // request whose body it has, client or not): wait until the target has been still for
+    // 2 s. No request can serve as a sentinel here, since the server orders nothing across
+    // connections; 2 s is far beyond one batch's write even on a loaded machine.
     let mut before = update_seq(&b, "big");
-    loop {
+    let mut still = 0;
+    while still < 4 {
         std::thread::sleep(std::time::Duration::from_millis(500));
         let now = update_seq(&b, "big");
-        if now == before {
-            break;
-        }
+        still = if now == before { still + 1 } else { 0 };
         before = now;
     }
     assert!(
@@ -448,24 +450,13 @@ fn two_way_pair_converges_and_then_idles() {
         assert_eq!(s, 202, "{v}");
     }
     // Edits on both sides, a doc outside the selector, then a concurrent edit of the same doc.
-    areq(
-        &a.addr,
-        "PUT",
-        "/shared/x",
-        Some(&json!({"type": "shared", "from": "a"})),
-    );
-    areq(
-        &b.addr,
-        "PUT",
-        "/shared/y",
-        Some(&json!({"type": "shared", "from": "b"})),
-    );
-    areq(
-        &a.addr,
-        "PUT",
-        "/shared/private",
-        Some(&json!({"type": "mine"})),
-    );
+    let put = |s: &Server, id: &str, doc: Value| {
+        let (st, v) = areq(&s.addr, "PUT", &format!("/shared/{id}"), Some(&doc));
+        assert_eq!(st, 201, "{id}: {v}");
+    };
+    put(&a, "x", json!({"type": "shared", "from": "a"}));
+    put(&b, "y", json!({"type": "shared", "from": "b"}));
+    put(&a, "private", json!({"type": "mine"}));
     let arrived = |s: &Server, id: &str| {
         (areq(&s.addr, "GET", &format!("/shared/{id}"), None).0 == 200).then_some(())
     };

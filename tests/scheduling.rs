@@ -197,10 +197,17 @@ fn dhis2_scheduled_sync_retries_then_reports_failure_and_success() {
         "metadata",
         json!({"_id": "de-1", "type": "dataElement", "name": "Malaria cases"}),
     );
-    let (_, doc) = get_doc(&local, "_replicator", "metadata-pull");
+    // The failed run is also written back to the document (a new revision, written apart from
+    // the notifications): wait for it, or the edit below could carry the revision it replaces.
+    let doc = wait_for(30, || {
+        let (_, doc) = get_doc(&local, "_replicator", "metadata-pull");
+        (doc["_replication_stats"]["run_state"] == "failed").then_some(doc)
+    })
+    .expect("the failed run is written back to its document");
+    assert_ne!(doc["_rev"].as_str(), Some(rev.as_str()));
     pull(
         json!({"note": "central metadata, daily", "edited": true}),
-        doc["_rev"].as_str().or(Some(&rev)),
+        doc["_rev"].as_str(),
     );
     let done = next_notification(&notes, "completed");
     let mail = next_mail(&mails, "completed");
