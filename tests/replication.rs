@@ -450,13 +450,17 @@ fn two_way_pair_converges_and_then_idles() {
         assert_eq!(s, 202, "{v}");
     }
     // Edits on both sides, a doc outside the selector, then a concurrent edit of the same doc.
-    let put = |s: &Server, id: &str, doc: Value| {
-        let (st, v) = areq(&s.addr, "PUT", &format!("/shared/{id}"), Some(&doc));
-        assert_eq!(st, 201, "{id}: {v}");
-    };
-    put(&a, "x", json!({"type": "shared", "from": "a"}));
-    put(&b, "y", json!({"type": "shared", "from": "b"}));
-    put(&a, "private", json!({"type": "mine"}));
+    let base = common::put_doc(
+        &a,
+        "shared",
+        json!({"_id": "x", "type": "shared", "from": "a"}),
+    );
+    common::put_doc(
+        &b,
+        "shared",
+        json!({"_id": "y", "type": "shared", "from": "b"}),
+    );
+    common::put_doc(&a, "shared", json!({"_id": "private", "type": "mine"}));
     let arrived = |s: &Server, id: &str| {
         (areq(&s.addr, "GET", &format!("/shared/{id}"), None).0 == 200).then_some(())
     };
@@ -465,13 +469,8 @@ fn two_way_pair_converges_and_then_idles() {
     // The concurrent edit: a edits x, and b's edit of the same revision lands as a sibling
     // (as if b had made it offline). Two plain PUTs could race the running replication: a's
     // edit can reach b before b's PUT, which then rightly gets 409 and no conflict exists.
-    let (_, xa) = areq(&a.addr, "GET", "/shared/x", None);
-    let base = xa["_rev"].as_str().unwrap().to_owned();
     let hash = base.split_once('-').unwrap().1.to_owned();
-    let mut ea = xa.clone();
-    ea["from"] = json!("a-edit");
-    let (s, v) = areq(&a.addr, "PUT", "/shared/x", Some(&ea));
-    assert_eq!(s, 201, "{v}");
+    common::edit_doc(&a, "shared", "x", json!({"from": "a-edit"}));
     let eb = json!({"_id": "x", "_rev": format!("2-{}", "b".repeat(32)), "type": "shared", "from": "b-edit",
         "_revisions": {"start": 2, "ids": ["b".repeat(32), hash]}});
     let (s, v) = areq(
